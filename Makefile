@@ -1,0 +1,122 @@
+# llamalb: one non-recursive Makefile for the three programs, the tests,
+# the fuzzers and the benchmarks. `make` builds; `make test` installs missing
+# Debian packages, builds and runs every unit and integration test.
+#
+#   make               build/llamalb build/llamalb-sim build/llamalb-watcher
+#   make test          unit + integration tests (prove), fuzz corpora replayed
+#   make check         the same suite built with ASan + UBSan (build-san/)
+#   make demo          balancer + two simulated backends + real traffic
+#   make fuzz          run each libFuzzer target for FUZZ_SECONDS (needs clang)
+#   make bench         benchmarks against nginx and HAProxy (bench/)
+#   make fmt           clang-format the sources
+
+CC      ?= cc
+SAN     ?=
+B       ?= $(if $(SAN),build-san,build)
+OPT     ?= -O2
+WARN    := -Wall -Wextra -Wvla -Wshadow -Wduplicated-cond -Wlogical-op -Wformat=2 \
+           -Wmissing-prototypes -Wstrict-prototypes
+CFLAGS  ?= $(OPT) -g
+SANFLAGS := -fsanitize=address,undefined
+ALL_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(if $(WERROR),-Werror) \
+              $(if $(SAN),$(SANFLAGS) -fno-omit-frame-pointer -fno-sanitize-recover=all) \
+              -Isrc/common -MMD -MP
+LDFLAGS ?=
+ALL_LDFLAGS := $(LDFLAGS) $(if $(SAN),$(SANFLAGS)) -pthread
+LIBS    := -lm
+
+COMMON_SRC  := $(filter-out %.c.h,$(wildcard src/common/*.c))
+PROXY_SRC   := $(wildcard src/proxy/*.c)
+SIM_SRC     := $(wildcard src/sim/*.c)
+WATCHER_SRC := $(wildcard src/watcher/*.c)
+UNIT_SRC    := $(wildcard tests/unit/test_*.c)
+
+obj = $(patsubst %.c,$(B)/obj/%.o,$(1))
+
+COMMON_OBJ  := $(call obj,$(COMMON_SRC))
+PROXY_OBJ   := $(call obj,$(PROXY_SRC))
+SIM_OBJ     := $(call obj,$(SIM_SRC))
+WATCHER_OBJ := $(call obj,$(WATCHER_SRC))
+UNIT_BIN    := $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRC))
+
+PROGRAMS := $(if $(PROXY_SRC),$(B)/llamalb) $(if $(SIM_SRC),$(B)/llamalb-sim) \
+            $(if $(WATCHER_SRC),$(B)/llamalb-watcher)
+
+.PHONY: all test check demo fuzz fuzz-build bench fmt clean deps
+all: $(PROGRAMS) $(UNIT_BIN)
+
+$(B)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(B)/libcommon.a: $(COMMON_OBJ)
+	$(AR) rcs $@ $^
+# The proxy and the simulator as libraries (main.o left out) so unit tests link them.
+$(B)/libproxy.a: $(filter-out %/main.o,$(PROXY_OBJ))
+	$(AR) rcs $@ $^
+$(B)/libsim.a: $(filter-out %/main.o,$(SIM_OBJ))
+	$(AR) rcs $@ $^
+
+$(B)/llamalb: $(B)/obj/src/proxy/main.o $(B)/libproxy.a $(B)/libcommon.a
+	$(CC) $(ALL_LDFLAGS) $^ -o $@ $(LIBS)
+$(B)/llamalb-sim: $(B)/obj/src/sim/main.o $(B)/libsim.a $(B)/libcommon.a
+	$(CC) $(ALL_LDFLAGS) $^ -o $@ $(LIBS)
+$(B)/llamalb-watcher: $(WATCHER_OBJ) $(B)/libcommon.a
+	$(CC) $(ALL_LDFLAGS) $^ -o $@ $(LIBS) -lcurl -ljansson
+
+# Unit tests link what their name says: test_proxy_* the proxy, test_sim_* the
+# simulator, the rest only src/common.
+$(B)/tests/test_proxy_%: $(B)/obj/tests/unit/test_proxy_%.o $(B)/obj/tests/tap.o $(B)/libproxy.a $(B)/libcommon.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) $^ -o $@ $(LIBS)
+$(B)/tests/test_sim_%: $(B)/obj/tests/unit/test_sim_%.o $(B)/obj/tests/tap.o $(B)/libsim.a $(B)/libcommon.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) $^ -o $@ $(LIBS)
+$(B)/tests/test_%: $(B)/obj/tests/unit/test_%.o $(B)/obj/tests/tap.o $(B)/libcommon.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) $^ -o $@ $(LIBS)
+
+deps:
+	@scripts/deps.sh build
+
+test: deps
+	@$(MAKE) --no-print-directory all
+	@tests/run.sh $(B)
+
+check: deps
+	@$(MAKE) --no-print-directory SAN=1 all
+	@UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ASAN_OPTIONS=detect_leaks=1 \
+		tests/run.sh build-san
+
+demo: deps
+	@$(MAKE) --no-print-directory all
+	@scripts/demo.sh $(B)
+
+FUZZ_TARGETS := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_SECONDS ?= 60
+fuzz-build:
+	@scripts/deps.sh fuzz
+	@mkdir -p build-fuzz
+	@for t in $(FUZZ_TARGETS); do \
+		clang-14 -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Isrc/common \
+			tests/fuzz/fuzz_$$t.c $(COMMON_SRC) -o build-fuzz/fuzz_$$t -lm -pthread || exit 1; \
+	done
+fuzz: fuzz-build
+	@for t in $(FUZZ_TARGETS); do \
+		mkdir -p tests/fuzz/corpus/$$t; \
+		build-fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -max_len=8192 \
+			tests/fuzz/corpus/$$t tests/fuzz/regression/$$t 2>&1 | tail -n 3 || exit 1; \
+	done
+
+bench: deps
+	@scripts/deps.sh bench
+	@$(MAKE) --no-print-directory all
+	@bench/run.sh
+
+fmt:
+	clang-format -i $(wildcard src/*/*.c src/*/*.h tests/unit/*.c tests/*.c tests/*.h tests/fuzz/*.c)
+
+clean:
+	rm -rf build build-san build-fuzz
+
+-include $(shell find $(B) -name '*.d' 2>/dev/null)

@@ -1,0 +1,80 @@
+/* SPDX-License-Identifier: MIT
+ * A small strict JSON reader (RFC 8259) that tokenizes into a caller array,
+ * jsmn-style: no allocation, nothing but libc, so it compiles into the
+ * wasm32-wasi balancer (design.md §8). Tokens point into the input.
+ *
+ * Each token records where its subtree ends (<next>), so walking an object's
+ * members or an array's elements skips nested values in O(1). Strictness:
+ * one top-level value, no trailing bytes but whitespace, no trailing commas,
+ * no comments, no leading zeros, escapes and UTF-8 validated, control
+ * characters in strings refused, depth bounded. */
+#ifndef LLAMALB_JSON_H
+#define LLAMALB_JSON_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "slice.h"
+
+enum json_type {
+    JSON_NONE = 0,
+    JSON_OBJECT,
+    JSON_ARRAY,
+    JSON_STRING,
+    JSON_NUMBER,
+    JSON_TRUE,
+    JSON_FALSE,
+    JSON_NULL,
+};
+
+struct json_tok {
+    enum json_type type;
+    uint32_t start; /* offset of the first byte (strings: after the quote) */
+    uint32_t end;   /* offset after the last byte (strings: before the quote) */
+    uint32_t size;  /* objects: members; arrays: elements */
+    uint32_t next;  /* index of the token after this whole subtree */
+    bool escaped;   /* strings: contains backslash escapes */
+};
+
+#define JSON_MAX_DEPTH 64
+
+/* Tokenizes <s>/<len> into <toks> (capacity <max>). Returns the token count,
+ * -EINVAL for malformed input, -E2BIG when <max> tokens are not enough. */
+int json_parse(const char *s, size_t len, struct json_tok *toks, unsigned max);
+
+/* Index of the value of <key> in object token <obj>, or -1. */
+int json_get(const char *s, const struct json_tok *toks, int obj, const char *key);
+
+/* The raw bytes of a token (strings without quotes, escapes not decoded). */
+static inline struct slice json_raw(const char *s, const struct json_tok *t)
+{
+    return slice_make(s + t->start, t->end - t->start);
+}
+
+/* True if string token <t> equals <str> (escapes decoded). */
+bool json_str_eq(const char *s, const struct json_tok *t, const char *str);
+
+/* Decodes string token <t> into <out> (capacity <outlen>, NUL-terminated).
+ * Returns the decoded length, or -ENOSPC / -EINVAL (not a string, or it
+ * contains a NUL character). */
+int json_str(const char *s, const struct json_tok *t, char *out, size_t outlen);
+
+/* Integer value of number token <t> if it is an integer in [min, max]:
+ * returns 0 and sets <*out>, else -EINVAL. */
+int json_int(const char *s, const struct json_tok *t, int64_t min, int64_t max, int64_t *out);
+
+/* Appends <str>/<len> to <out> as a JSON string literal with quotes
+ * (escaping ", \ and control characters). <out> is a struct buf. */
+struct buf;
+void json_append_str(struct buf *out, const char *str, size_t len);
+
+/* Finds the top-level string member <key> of the JSON object in <s>/<len>
+ * without tokenizing everything: values of other members are skipped, not
+ * copied or validated beyond their framing. Returns 1 and sets <*val> to the
+ * raw string contents, 0 if the top-level object has no such string member,
+ * -EINVAL if the text is not an object. Costs one pass over the bytes up to
+ * the key (the body may be megabytes of prompt after it). */
+int json_top_string(const char *s, size_t len, const char *key, struct slice *val);
+
+#endif

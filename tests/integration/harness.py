@@ -1,0 +1,356 @@
+# SPDX-License-Identifier: MIT
+"""Integration-test harness: TAP output, processes started and stopped by PID,
+raw HTTP/1.1 over loopback.
+
+Every program prints `listening on HOST:PORT` (and `admin listening on ...`)
+before serving, so tests bind port 0 and read the port back: no port races.
+Each test file is a script; it calls plan-less ok()/is_() and done() at the
+end. Everything spawned is killed at exit (atexit + SIGALRM deadline)."""
+import atexit
+import json
+import os
+import re
+import select
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+BUILD = os.environ.get("LLAMALB_BUILD") or os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "..", "..", "build")
+LB = os.path.join(BUILD, "llamalb")
+SIM = os.path.join(BUILD, "llamalb-sim")
+WATCHER = os.path.join(BUILD, "llamalb-watcher")
+
+_count = 0
+_failed = 0
+_procs = []
+
+
+def ok(cond, name):
+    global _count, _failed
+    _count += 1
+    print(("ok %d - %s" if cond else "not ok %d - %s") % (_count, name), flush=True)
+    if not cond:
+        _failed += 1
+        import traceback
+        fr = traceback.extract_stack()[-2]
+        print("#   failed at %s:%d" % (os.path.basename(fr.filename), fr.lineno), flush=True)
+    return bool(cond)
+
+
+def is_(got, want, name):
+    r = ok(got == want, name)
+    if not r:
+        note("  got:  %r" % (got,))
+        note("  want: %r" % (want,))
+    return r
+
+
+def like(got, pattern, name):
+    r = ok(got is not None and re.search(pattern, got) is not None, name)
+    if not r:
+        note("  got: %r, want match for %r" % (got, pattern))
+    return r
+
+
+def note(msg):
+    for line in str(msg).splitlines() or [""]:
+        print("# " + line, flush=True)
+
+
+def done():
+    stop_all()
+    print("1..%d" % _count, flush=True)
+    sys.exit(1 if _failed else 0)
+
+
+def deadline(seconds):
+    """Fails the whole test file if it runs longer than <seconds>."""
+    def on_alarm(signum, frame):
+        print("not ok - test file exceeded its %d s deadline" % seconds, flush=True)
+        stop_all()
+        os._exit(1)
+    signal.signal(signal.SIGALRM, on_alarm)
+    signal.alarm(seconds)
+
+
+class Proc:
+    """A child process started by spawn(); .addr / .admin are "HOST:PORT"."""
+
+    def __init__(self, popen, name):
+        self.p = popen
+        self.pid = popen.pid
+        self.name = name
+        self.addr = None
+        self.admin = None
+        self.lines = []
+
+    @property
+    def host(self):
+        return self.addr.rsplit(":", 1)[0].strip("[]")
+
+    @property
+    def port(self):
+        return int(self.addr.rsplit(":", 1)[1])
+
+    def stop(self, sig=signal.SIGTERM, timeout=10):
+        """Stops the process by PID; returns its exit status."""
+        if self.p.poll() is None:
+            try:
+                os.kill(self.pid, sig)
+            except ProcessLookupError:
+                pass
+            try:
+                self.p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.kill(self.pid, signal.SIGKILL)
+                self.p.wait()
+        return self.p.returncode
+
+    def alive(self):
+        return self.p.poll() is None
+
+    def stderr_text(self):
+        try:
+            with open(self.errfile) as f:
+                return f.read()
+        except OSError:
+            return ""
+
+
+def spawn(argv, name=None, want_admin=False, env=None, timeout=10, stdin=None):
+    """Starts argv, waits for its `listening on` line(s), returns a Proc."""
+    errdir = os.environ.get("TMPDIR", "/tmp")
+    errfile = os.path.join(errdir, "llamalb-test-%d-%s.err" % (os.getpid(), len(_procs)))
+    e = dict(os.environ)
+    if env:
+        e.update(env)
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=open(errfile, "w"),
+                         stdin=stdin if stdin is not None else subprocess.DEVNULL, env=e)
+    proc = Proc(p, name or os.path.basename(argv[0]))
+    proc.errfile = errfile
+    _procs.append(proc)
+    end = time.time() + timeout
+    buf = b""
+    while time.time() < end:
+        if proc.addr and (proc.admin or not want_admin):
+            break
+        r, _, _ = select.select([p.stdout], [], [], 0.1)
+        if not r:
+            if p.poll() is not None:
+                break
+            continue
+        chunk = os.read(p.stdout.fileno(), 4096)
+        if not chunk:
+            break
+        buf += chunk
+        while b"\n" in buf:
+            line, buf = buf.split(b"\n", 1)
+            line = line.decode(errors="replace")
+            proc.lines.append(line)
+            m = re.match(r"^admin listening on (\S+)$", line)
+            if m:
+                proc.admin = m.group(1)
+                continue
+            m = re.match(r"^listening on (\S+)$", line)
+            if m:
+                proc.addr = m.group(1)
+    if not proc.addr:
+        raise RuntimeError("%s did not report its address; stderr:\n%s" %
+                           (argv, proc.stderr_text()))
+    return proc
+
+
+def stop_all():
+    while _procs:
+        _procs.pop().stop()
+
+
+atexit.register(stop_all)
+
+
+def sim(*args, name="sim", **kw):
+    """Starts llamalb-sim on a free loopback port with --model-name <name>."""
+    argv = [SIM, "--listen", "127.0.0.1:0", "--model-name", name] + list(args)
+    return spawn(argv, name=name, **kw)
+
+
+def lb(*args, **kw):
+    """Starts llamalb on free loopback ports (public and admin)."""
+    argv = [LB, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
+            "--workers", "1"] + list(args)
+    return spawn(argv, name="llamalb", want_admin=True, **kw)
+
+
+def split_addr(addr):
+    host, port = addr.rsplit(":", 1)
+    return host.strip("[]"), int(port)
+
+
+def connect(addr, timeout=5):
+    s = socket.create_connection(split_addr(addr), timeout=timeout)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return s
+
+
+def raw(addr, data, timeout=5, read_until_close=True):
+    """Sends raw bytes, returns everything read until close or <timeout>."""
+    s = connect(addr, timeout)
+    try:
+        if data:
+            s.sendall(data)
+        out = b""
+        end = time.time() + timeout
+        while time.time() < end:
+            s.settimeout(max(0.01, end - time.time()))
+            try:
+                c = s.recv(65536)
+            except socket.timeout:
+                break
+            except ConnectionResetError:
+                break
+            if not c:
+                break
+            out += c
+            if not read_until_close and complete_response(out):
+                break
+        return out
+    finally:
+        s.close()
+
+
+class Response:
+    def __init__(self, status, reason, headers, body, raw_bytes, version="HTTP/1.1"):
+        self.status = status
+        self.reason = reason
+        self.headers = headers      # list of (name, value)
+        self.body = body
+        self.raw = raw_bytes
+        self.version = version
+
+    def header(self, name, default=None):
+        name = name.lower()
+        for k, v in self.headers:
+            if k.lower() == name:
+                return v
+        return default
+
+    def json(self):
+        return json.loads(self.body)
+
+
+def parse_response(data, head_request=False):
+    """Parses one response from bytes; returns (Response, rest) or (None, data)."""
+    i = data.find(b"\r\n\r\n")
+    if i < 0:
+        return None, data
+    head = data[:i].decode("latin-1").split("\r\n")
+    m = re.match(r"^(HTTP/1\.[01]) (\d{3}) ?(.*)$", head[0])
+    if not m:
+        return None, data
+    headers = []
+    for h in head[1:]:
+        k, v = h.split(":", 1)
+        headers.append((k, v.strip()))
+    resp = Response(int(m.group(2)), m.group(3), headers, b"", data[:i + 4], m.group(1))
+    rest = data[i + 4:]
+    te = resp.header("transfer-encoding")
+    cl = resp.header("content-length")
+    if head_request or resp.status in (204, 304) or resp.status < 200:
+        return resp, rest
+    if te and "chunked" in te.lower():
+        body = b""
+        while True:
+            j = rest.find(b"\r\n")
+            if j < 0:
+                return None, data
+            size = int(rest[:j].split(b";")[0], 16)
+            if len(rest) < j + 2 + size + 2:
+                return None, data
+            body += rest[j + 2:j + 2 + size]
+            rest = rest[j + 2 + size + 2:]
+            if size == 0:
+                break
+        resp.body = body
+        return resp, rest
+    if cl is not None:
+        n = int(cl)
+        if len(rest) < n:
+            return None, data
+        resp.body = rest[:n]
+        return resp, rest[n:]
+    resp.body = rest
+    return resp, b""
+
+
+def complete_response(data):
+    r, _ = parse_response(data)
+    return r is not None and (r.header("content-length") is not None or
+                              "chunked" in (r.header("transfer-encoding") or ""))
+
+
+def request(addr, method, path, body=None, headers=None, timeout=30, conn=None):
+    """One HTTP/1.1 request; returns a Response (read to the end of the message)."""
+    hdrs = {"Host": "test"}
+    if headers:
+        hdrs.update(headers)
+    if body is not None and not isinstance(body, (bytes, bytearray)):
+        body = json.dumps(body).encode()
+        hdrs.setdefault("Content-Type", "application/json")
+    if body is not None:
+        hdrs["Content-Length"] = str(len(body))
+    req = "%s %s HTTP/1.1\r\n" % (method, path)
+    req += "".join("%s: %s\r\n" % (k, v) for k, v in hdrs.items()) + "\r\n"
+    data = req.encode() + (body or b"")
+    s = conn or connect(addr, timeout)
+    try:
+        s.settimeout(timeout)
+        s.sendall(data)
+        buf = b""
+        while True:
+            r, rest = parse_response(buf, head_request=(method == "HEAD"))
+            if r is not None and (r.header("content-length") is not None or
+                                  "chunked" in (r.header("transfer-encoding") or "") or
+                                  method == "HEAD" or r.status in (204, 304)):
+                return r
+            c = s.recv(65536)
+            if not c:
+                r, rest = parse_response(buf, head_request=(method == "HEAD"))
+                if r is None:
+                    raise ConnectionError("connection closed mid-response: %r" % buf[:200])
+                return r
+            buf += c
+    finally:
+        if conn is None:
+            s.close()
+
+
+def chat(addr, content="hi", model="llama-3-1b", stream=False, extra=None, headers=None,
+         timeout=30):
+    body = {"model": model, "messages": [{"role": "user", "content": content}]}
+    if stream:
+        body["stream"] = True
+    if extra:
+        body.update(extra)
+    return request(addr, "POST", "/v1/chat/completions", body, headers=headers, timeout=timeout)
+
+
+def sse_events(body):
+    """Splits an SSE body into the payloads of its data: lines."""
+    out = []
+    for ev in body.decode().split("\n\n"):
+        if ev.startswith("data: "):
+            out.append(ev[6:])
+    return out
+
+
+def wait_for(pred, timeout=5, interval=0.02):
+    end = time.time() + timeout
+    while time.time() < end:
+        v = pred()
+        if v:
+            return v
+        time.sleep(interval)
+    return pred()

@@ -1,0 +1,11 @@
+#!/bin/sh
+# Runs every unit test binary and every integration test under prove.
+# Usage: tests/run.sh BUILD_DIR   (build or build-san)
+# Integration tests find the programs through $LLAMALB_BUILD.
+set -e
+B=${1:-build}
+cd "$(dirname "$0")/.."
+export LLAMALB_BUILD="$PWD/$B"
+unit=$(ls "$B"/tests/test_* 2>/dev/null || true)
+integ=$(ls tests/integration/t[0-9]*.py 2>/dev/null || true)
+exec prove --exec tests/exec.sh --timer $PROVE_FLAGS $unit $integ
