@@ -409,6 +409,11 @@ int http1_parse_response(const char *buf, size_t len, struct http1_msg *m,
         m->framing = HTTP1_BODY_NONE;
         m->content_length = 0;
     }
+    /* A body delimited by close ends the connection by definition, and a
+     * response that carried both CL and TE is a smuggling symptom whose
+     * connection must not be reused (RFC 9112 §6.1, §6.3). */
+    if (m->framing == HTTP1_BODY_CLOSE || m->cl_and_te)
+        m->keep_alive = false;
     return hl;
 }
 

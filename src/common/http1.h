@@ -67,7 +67,7 @@ struct http1_msg {
     struct http1_header *headers; /* HTTP1_MAX_HEADERS entries; NULL = this thread's scratch array */
     enum http1_framing framing;
     uint64_t content_length;  /* valid when framing == HTTP1_BODY_LENGTH */
-    bool keep_alive;          /* version default, then Connection: close / keep-alive */
+    bool keep_alive;          /* per version and Connection; false for CLOSE / CL+TE responses */
     bool expect_continue;     /* request: Expect: 100-continue */
     bool cl_and_te;           /* response carried both CL and TE (TE won): do not reuse */
     /* on error */
