@@ -427,7 +427,8 @@ enum {
     CK_DATA_CR,
     CK_DATA_LF,
     CK_TRAILER,  /* at the start of a trailer line or the final CRLF */
-    CK_TRAILER_LINE,
+    CK_TRAILER_NAME, /* in a trailer field name, up to its colon */
+    CK_TRAILER_LINE, /* in a trailer field value, up to CR */
     CK_TRAILER_LF,
     CK_FINAL_LF,
     CK_DONE,
@@ -529,12 +530,23 @@ enum http1_chunk_rc http1_chunked_decode(struct http1_chunked *d, const char *bu
             if (c == '\r') {
                 d->_state = CK_FINAL_LF;
             } else if (is_tchar[c]) {
-                d->_state = CK_TRAILER_LINE;
+                d->_state = CK_TRAILER_NAME;
                 d->_linelen = 1;
                 d->_trailer_bytes++;
             } else {
                 return ck_fail(d, "bad trailer");
             }
+            i++;
+            break;
+        case CK_TRAILER_NAME:
+            /* Trailers are dropped, not forwarded, but a field line that is
+             * not "name: value" means the body is not what we think it is. */
+            if (c == ':')
+                d->_state = CK_TRAILER_LINE;
+            else if (!is_tchar[c])
+                return ck_fail(d, "bad trailer field name");
+            if (++d->_trailer_bytes > CK_MAX_TRAILERS)
+                return ck_fail(d, "trailers too large");
             i++;
             break;
         case CK_TRAILER_LINE:
