@@ -58,20 +58,37 @@ static int fail(struct http1_msg *m, int status, const char *why)
     return -1;
 }
 
+/* Checks the limits a prefix of <len> bytes without a complete head breaks. */
+static int check_open_head(size_t len, struct http1_msg *m, const struct http1_limits *lim,
+                           bool request)
+{
+    if (m->_lines == 0 && len - m->_line_start > lim->max_line)
+        return fail(m, request ? 414 : 502, "request line too long");
+    if (len > lim->max_head)
+        return fail(m, request ? 431 : 502, "head too large");
+    return 0;
+}
+
 /* Finds the end of the head, scanning only bytes not seen before. Every LF
  * must follow a CR; a bare LF fails at once instead of waiting for a CRLFCRLF
- * that never comes. Returns the head length, -2 or -1. */
+ * that never comes. Returns the head length, -2 or -1.
+ *
+ * The verdict must not depend on how the bytes were split between calls, so
+ * errors are found in byte order: before looking at an LF, the limits are
+ * checked for the bytes before it, exactly as a call that ended there would
+ * have checked them. Otherwise a bare LF lying past max_line would answer
+ * 400 to a whole read and 414 to the same bytes read in pieces. */
 static int scan_head(const char *buf, size_t len, struct http1_msg *m,
                      const struct http1_limits *lim, bool request)
 {
     size_t i = m->_scanned;
     while (i < len) {
         const char *lf = memchr(buf + i, '\n', len - i);
-        if (lf == NULL) {
-            i = len;
+        if (lf == NULL)
             break;
-        }
         size_t pos = (size_t)(lf - buf);
+        if (check_open_head(pos, m, lim, request) != 0)
+            return -1;
         if (pos == 0 || buf[pos - 1] != '\r')
             return fail(m, request ? 400 : 502, "bare LF in head");
         if (m->_lines == 0 && pos + 1 > lim->max_line)
@@ -89,10 +106,8 @@ static int scan_head(const char *buf, size_t len, struct http1_msg *m,
         i = pos + 1;
     }
     m->_scanned = len;
-    if (m->_lines == 0 && len - m->_line_start > lim->max_line)
-        return fail(m, request ? 414 : 502, "request line too long");
-    if (len > lim->max_head)
-        return fail(m, request ? 431 : 502, "head too large");
+    if (check_open_head(len, m, lim, request) != 0)
+        return -1;
     return -2;
 }
 
