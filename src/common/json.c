@@ -504,7 +504,20 @@ int json_top_string(const char *s, size_t len, const char *key, struct slice *va
         size_t ks = i + 1, ke = skip_string(s, len, i);
         if (ke > len)
             return -EINVAL;
-        bool match = ke - 1 - ks == klen && memcmp(s + ks, key, klen) == 0;
+        bool match;
+        if (memchr(s + ks, '\\', ke - 1 - ks) == NULL) {
+            match = ke - 1 - ks == klen && memcmp(s + ks, key, klen) == 0;
+        } else {
+            /* An escaped key ("mod\u0065l") names the same member as the
+             * plain one, as json_get() sees it. Validate and compare it
+             * with the real string parser, which checks every escape
+             * against the end of the text before decoding it. */
+            struct json_tok kt;
+            struct parser p = {.s = s, .len = len, .pos = i, .toks = &kt, .max = 1};
+            if (parse_string(&p) < 0)
+                return -EINVAL;
+            match = json_str_eq(s, &kt, key);
+        }
         i = skip_ws_at(s, len, ke);
         if (i >= len || s[i] != ':')
             return -EINVAL;
