@@ -524,7 +524,11 @@ int json_top_string(const char *s, size_t len, const char *key, struct slice *va
         i = skip_ws_at(s, len, i + 1);
         if (i >= len)
             return -EINVAL;
-        if (match && s[i] == '"') {
+        if (match) {
+            /* The first member with this name decides, as in json_get():
+             * a later duplicate must not win over a non-string first one. */
+            if (s[i] != '"')
+                return 0;
             size_t ve = skip_string(s, len, i);
             if (ve > len)
                 return -EINVAL;
