@@ -402,9 +402,11 @@ int json_int(const char *s, const struct json_tok *t, int64_t min, int64_t max, 
     size_t n = t->end - t->start;
     bool neg = n > 0 && p[0] == '-';
     uint64_t v;
-    if (util_parse_u64(p + neg, n - neg, 0, (uint64_t)INT64_MAX, &v) != 0)
+    /* The negative range reaches one further: -9223372036854775808 is an
+     * int64_t. Negate in unsigned arithmetic so that value does not overflow. */
+    if (util_parse_u64(p + neg, n - neg, 0, (uint64_t)INT64_MAX + neg, &v) != 0)
         return -EINVAL;
-    int64_t iv = neg ? -(int64_t)v : (int64_t)v;
+    int64_t iv = neg ? (int64_t)(0 - v) : (int64_t)v;
     if (iv < min || iv > max)
         return -EINVAL;
     *out = iv;
