@@ -11,6 +11,7 @@
 #   make fmt           clang-format the sources
 
 CC      ?= cc
+VERSION := 0.1.0
 SAN     ?=
 B       ?= $(if $(SAN),build-san,build)
 OPT     ?= -O2
@@ -18,7 +19,7 @@ WARN    := -Wall -Wextra -Wvla -Wshadow -Wduplicated-cond -Wlogical-op -Wformat=
            -Wmissing-prototypes -Wstrict-prototypes
 CFLAGS  ?= $(OPT) -g
 SANFLAGS := -fsanitize=address,undefined
-ALL_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(if $(WERROR),-Werror) \
+ALL_CFLAGS := -std=c11 -D_GNU_SOURCE -DLLAMALB_VERSION=\"$(VERSION)\" $(WARN) $(CFLAGS) $(if $(WERROR),-Werror) \
               $(if $(SAN),$(SANFLAGS) -fno-omit-frame-pointer -fno-sanitize-recover=all) \
               -Isrc/common -MMD -MP
 LDFLAGS ?=

@@ -1,0 +1,383 @@
+/* SPDX-License-Identifier: MIT
+ * The admin API (design.md §4) on its own listener: registry changes from
+ * operators and the watcher, metrics and health. Compatible with the
+ * original demo's balancer (POST /api/register, DELETE /api/unregister/NAME,
+ * GET /api/services answer as it did), hardened as hardening.md §6 asks:
+ * bearer token compared in constant time, mutations only by POST/PUT/DELETE
+ * with a JSON body, no browser Origin, bounded bodies, strict JSON, and
+ * registrations refused for loopback, link-local, metadata and unspecified
+ * addresses unless the operator allowed them (--backend-allow). Every change
+ * is logged with the peer address. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "json.h"
+#include "log.h"
+#include "proxy.h"
+#include "util.h"
+
+#define ADMIN_MAX_TOKENS 16384
+
+/* Failed-auth limiter: at most this many failures per second, then 429. */
+#define AUTH_FAILS_PER_SEC 20
+static int64_t auth_window;
+static unsigned auth_fails;
+
+static void text(struct conn *c, int status, const char *msg)
+{
+    conn_respond(c, status, "text/plain; charset=utf-8", msg, strlen(msg), NULL);
+}
+
+static void jerr(struct conn *c, int status, const char *msg, const char *code)
+{
+    struct buf b = {0};
+    buf_append_str(&b, "{\"error\":{\"message\":");
+    json_append_str(&b, msg, strlen(msg));
+    buf_printf(&b, ",\"type\":\"invalid_request_error\",\"param\":null,\"code\":\"%s\"}}", code);
+    conn_respond(c, status, "application/json", buf_data(&b), b.len,
+                 status == 405 ? "Allow: POST, PUT, DELETE\r\n" : NULL);
+    buf_free(&b);
+}
+
+static bool authorized(struct conn *c)
+{
+    const char *tok = c->w->srv->cfg.admin_token;
+    if (tok[0] == '\0')
+        return true; /* loopback admin without a token (main.c refuses anything else) */
+    if (c->ar == NULL || !c->ar->has_auth || strncmp(c->ar->auth, "Bearer ", 7) != 0)
+        return false;
+    const char *given = c->ar->auth + 7;
+    return util_ct_equal(given, strlen(given), tok, strlen(tok));
+}
+
+/* Refuses addresses that would turn the balancer into an SSRF pivot. */
+static const char *address_denied(struct conn *c, const struct net_addr *a)
+{
+    const struct server *s = c->w->srv;
+    if (cfg_allowed(&s->cfg, a))
+        return NULL;
+    if (net_addr_is_loopback(a))
+        return "loopback addresses are not allowed (see --backend-allow)";
+    if (a->ss.ss_family == AF_INET) {
+        uint32_t ip = ntohl(((const struct sockaddr_in *)&a->ss)->sin_addr.s_addr);
+        if ((ip >> 16) == 0xa9fe)
+            return "link-local and metadata addresses are not allowed";
+        if (ip == 0 || (ip >> 28) == 0xe || ip == 0xffffffffu)
+            return "unspecified, multicast and broadcast addresses are not allowed";
+    } else {
+        const struct in6_addr *v6 = &((const struct sockaddr_in6 *)&a->ss)->sin6_addr;
+        if (IN6_IS_ADDR_LINKLOCAL(v6) || IN6_IS_ADDR_UNSPECIFIED(v6) || IN6_IS_ADDR_MULTICAST(v6))
+            return "link-local, unspecified and multicast addresses are not allowed";
+    }
+    if (net_addr_equal(a, &s->listen_addr) || net_addr_equal(a, &s->admin_addr))
+        return "the balancer's own listeners are not allowed";
+    return NULL;
+}
+
+/* Reads one service object into <sp>. Returns NULL or an error message. */
+static const char *parse_service(struct conn *c, const char *js, const struct json_tok *t, int obj,
+                                 struct backend_spec *sp, char *err)
+{
+    int64_t v;
+    int k;
+    memset(sp, 0, sizeof(*sp));
+    sp->weight = 1;
+    if (t[obj].type != JSON_OBJECT)
+        return "each service must be a JSON object";
+    k = json_get(js, t, obj, "name");
+    if (k < 0 || json_str(js, &t[k], sp->name, sizeof(sp->name)) <= 0)
+        return "\"name\" must be a non-empty string of at most 253 characters";
+    k = json_get(js, t, obj, "ip");
+    if (k < 0 || json_str(js, &t[k], sp->host, sizeof(sp->host)) <= 0)
+        return "\"ip\" must be a string holding a numeric IP address";
+    k = json_get(js, t, obj, "port");
+    if (k < 0 || json_int(js, &t[k], 1, 65535, &v) != 0)
+        return "\"port\" must be an integer from 1 to 65535";
+    sp->port = (int)v;
+    if ((k = json_get(js, t, obj, "weight")) >= 0) {
+        if (json_int(js, &t[k], 0, REG_MAX_WEIGHT, &v) != 0)
+            return "\"weight\" must be an integer from 0 to 1000000";
+        sp->weight = (unsigned)v;
+    }
+    if ((k = json_get(js, t, obj, "max_inflight")) >= 0) {
+        if (json_int(js, &t[k], 0, 1000000, &v) != 0)
+            return "\"max_inflight\" must be an integer from 0 to 1000000";
+        sp->max_inflight = (unsigned)v;
+    }
+    if ((k = json_get(js, t, obj, "models")) >= 0) {
+        if (t[k].type != JSON_ARRAY || t[k].size > REG_MAX_MODELS)
+            return "\"models\" must be an array of at most 32 strings";
+        int e = k + 1;
+        for (uint32_t i = 0; i < t[k].size; i++, e = (int)t[e].next) {
+            if (json_str(js, &t[e], sp->models[i], sizeof(sp->models[i])) <= 0)
+                return "\"models\" must hold non-empty strings of at most 127 bytes";
+            sp->nmodels++;
+        }
+    }
+    struct net_addr a;
+    if (reg_spec_check(sp, &a, err) != 0)
+        return err;
+    return address_denied(c, &a);
+}
+
+/* Parses the JSON body. Returns the token count or answers 400 and -1. */
+static int parse_body(struct conn *c, struct json_tok **toks)
+{
+    if (c->body.len == 0) {
+        jerr(c, 400, "a JSON body is required", "invalid_json");
+        return -1;
+    }
+    *toks = xmalloc(ADMIN_MAX_TOKENS * sizeof(**toks));
+    int n = json_parse(buf_data(&c->body), c->body.len, *toks, ADMIN_MAX_TOKENS);
+    if (n < 0) {
+        jerr(c, 400, n == -E2BIG ? "JSON body has too many values" : "malformed JSON body",
+             "invalid_json");
+        return -1;
+    }
+    return n;
+}
+
+static void audit(struct conn *c, const char *what, const char *name)
+{
+    char peer[NET_ADDRSTR_LEN];
+    net_addr_str(&c->peer, peer, sizeof(peer));
+    log_info("admin %s: %s %s", peer, what, name);
+    atomic_fetch_add(&c->w->srv->stats.admin_changes, 1);
+}
+
+static void do_register(struct conn *c)
+{
+    struct json_tok *t = NULL;
+    struct backend_spec sp;
+    char err[NET_ERR_LEN];
+    if (parse_body(c, &t) < 0)
+        goto out;
+    const char *bad = parse_service(c, buf_data(&c->body), t, 0, &sp, err);
+    if (bad != NULL) {
+        jerr(c, 400, bad, "invalid_service");
+        goto out;
+    }
+    int r = reg_upsert(&c->w->srv->reg, &sp, REG_SOURCE_ADMIN, err);
+    if (r < 0) {
+        jerr(c, 400, err, "invalid_service");
+        goto out;
+    }
+    audit(c, r == 0 ? "registered" : "updated", sp.name);
+    text(c, 200, "Registered");
+out:
+    free(t);
+}
+
+static void do_put_services(struct conn *c)
+{
+    struct json_tok *t = NULL;
+    struct backend_spec *specs = NULL;
+    char err[NET_ERR_LEN];
+    int64_t gen = 0;
+    if (parse_body(c, &t) < 0)
+        goto out;
+    const char *js = buf_data(&c->body);
+    int g = json_get(js, t, 0, "generation"), sv = json_get(js, t, 0, "services");
+    if (t[0].type != JSON_OBJECT || sv < 0 || t[sv].type != JSON_ARRAY) {
+        jerr(c, 400, "body must be {\"generation\":N,\"services\":[...]}", "invalid_json");
+        goto out;
+    }
+    if (g >= 0 && json_int(js, &t[g], 0, INT64_MAX, &gen) != 0) {
+        jerr(c, 400, "\"generation\" must be a non-negative integer", "invalid_json");
+        goto out;
+    }
+    unsigned n = t[sv].size;
+    specs = xcalloc(n ? n : 1, sizeof(*specs));
+    int e = sv + 1;
+    for (unsigned i = 0; i < n; i++, e = (int)t[e].next) {
+        const char *bad = parse_service(c, js, t, e, &specs[i], err);
+        if (bad != NULL) {
+            char msg[NET_ERR_LEN + 64];
+            snprintf(msg, sizeof(msg), "services[%u]: %s", i, bad);
+            jerr(c, 400, msg, "invalid_service");
+            goto out;
+        }
+    }
+    int r = reg_replace(&c->w->srv->reg, REG_SOURCE_ADMIN, specs, n, (uint64_t)gen, err);
+    if (r == -ESTALE) {
+        jerr(c, 409, err, "stale_generation");
+        goto out;
+    }
+    if (r < 0) {
+        jerr(c, 400, err, "invalid_service");
+        goto out;
+    }
+    char name[64];
+    snprintf(name, sizeof(name), "generation %lld, %u services", (long long)gen, n);
+    audit(c, "replaced the set:", name);
+    struct buf b = {0};
+    buf_printf(&b, "{\"generation\":%lld,\"services\":%u}", (long long)gen, n);
+    conn_respond(c, 200, "application/json", buf_data(&b), b.len, NULL);
+    buf_free(&b);
+out:
+    free(specs);
+    free(t);
+}
+
+static void do_metrics(struct conn *c)
+{
+    struct server *s = c->w->srv;
+    struct buf b = {0};
+    static const char *const classes[] = {"none", "1xx", "2xx", "3xx", "4xx", "5xx"};
+    buf_printf(&b, "# HELP llamalb_up 1 while the balancer runs.\n# TYPE llamalb_up gauge\n"
+                   "llamalb_up 1\n"
+                   "# HELP llamalb_draining 1 while draining.\n# TYPE llamalb_draining gauge\n"
+                   "llamalb_draining %d\n",
+               atomic_load(&s->draining) ? 1 : 0);
+    buf_printf(&b, "# HELP llamalb_connections_active Open client connections.\n"
+                   "# TYPE llamalb_connections_active gauge\nllamalb_connections_active %llu\n"
+                   "# HELP llamalb_connections_total Accepted client connections.\n"
+                   "# TYPE llamalb_connections_total counter\nllamalb_connections_total %llu\n",
+               (unsigned long long)atomic_load(&s->stats.conns_active),
+               (unsigned long long)atomic_load(&s->stats.conns_accepted));
+    buf_printf(&b, "# HELP llamalb_requests_total Requests whose head was accepted.\n"
+                   "# TYPE llamalb_requests_total counter\nllamalb_requests_total %llu\n",
+               (unsigned long long)atomic_load(&s->stats.requests));
+    buf_append_str(&b, "# HELP llamalb_responses_total Responses sent, by status class.\n"
+                       "# TYPE llamalb_responses_total counter\n");
+    for (int k = 1; k < 6; k++)
+        buf_printf(&b, "llamalb_responses_total{code=\"%s\"} %llu\n", classes[k],
+                   (unsigned long long)atomic_load(&s->stats.responses[k]));
+    buf_append_str(&b, "# HELP llamalb_local_responses_total Responses the balancer made "
+                       "itself (errors), by status.\n"
+                       "# TYPE llamalb_local_responses_total counter\n");
+    for (int st = 100; st < 600; st++) {
+        uint64_t v = atomic_load(&s->stats.local_errors[st]);
+        if (v)
+            buf_printf(&b, "llamalb_local_responses_total{status=\"%d\"} %llu\n", st,
+                       (unsigned long long)v);
+    }
+    buf_printf(&b, "# HELP llamalb_no_backend_total Requests refused with no eligible backend.\n"
+                   "# TYPE llamalb_no_backend_total counter\nllamalb_no_backend_total %llu\n"
+                   "# HELP llamalb_aborted_total Responses cut short (client left or upstream "
+                   "died mid-response).\n# TYPE llamalb_aborted_total counter\n"
+                   "llamalb_aborted_total %llu\n"
+                   "# HELP llamalb_admin_changes_total Registry changes through the admin API.\n"
+                   "# TYPE llamalb_admin_changes_total counter\nllamalb_admin_changes_total %llu\n"
+                   "# HELP llamalb_admin_auth_failures_total Admin requests refused for a bad "
+                   "token.\n# TYPE llamalb_admin_auth_failures_total counter\n"
+                   "llamalb_admin_auth_failures_total %llu\n",
+               (unsigned long long)atomic_load(&s->stats.no_backend),
+               (unsigned long long)atomic_load(&s->stats.aborted_streams),
+               (unsigned long long)atomic_load(&s->stats.admin_changes),
+               (unsigned long long)atomic_load(&s->stats.admin_auth_failures));
+    reg_dump_metrics(&s->reg, &b, ev_now(c->w->loop));
+    conn_respond(c, 200, "text/plain; version=0.0.4; charset=utf-8", buf_data(&b), b.len, NULL);
+    buf_free(&b);
+}
+
+static bool method_is(const struct conn *c, const char *m)
+{
+    return strcmp(c->method, m) == 0;
+}
+
+void admin_handle(struct conn *c)
+{
+    struct server *s = c->w->srv;
+    const char *path = c->path;
+    const char *q = strchr(path, '?');
+    size_t plen = q ? (size_t)(q - path) : strlen(path);
+    char p[sizeof(c->path)];
+    memcpy(p, path, plen);
+    p[plen] = '\0';
+
+    if (strcmp(p, "/healthz") == 0) {
+        text(c, 200, "ok\n");
+        goto done;
+    }
+    if (strcmp(p, "/readyz") == 0) {
+        bool ready = !atomic_load(&s->draining) && reg_count(&s->reg) > 0;
+        text(c, ready ? 200 : 503, ready ? "ready\n" : "not ready\n");
+        goto done;
+    }
+    if (strcmp(p, "/metrics") != 0 && strncmp(p, "/api/", 5) != 0) {
+        jerr(c, 404, "not found", "not_found");
+        goto done;
+    }
+    int64_t now = ev_now(c->w->loop);
+    if (!authorized(c)) {
+        atomic_fetch_add(&s->stats.admin_auth_failures, 1);
+        if (now - auth_window >= 1000) {
+            auth_window = now;
+            auth_fails = 0;
+        }
+        if (++auth_fails > AUTH_FAILS_PER_SEC) {
+            jerr(c, 429, "too many failed authentication attempts", "rate_limited");
+            goto done;
+        }
+        char peer[NET_ADDRSTR_LEN];
+        net_addr_str(&c->peer, peer, sizeof(peer));
+        log_warn("admin %s: %s %s refused: bad or missing token", peer, c->method, p);
+        jerr(c, 401, "missing or invalid bearer token", "unauthorized");
+        goto done;
+    }
+    if (strcmp(p, "/metrics") == 0) {
+        if (!method_is(c, "GET") && !method_is(c, "HEAD")) {
+            jerr(c, 405, "use GET", "method_not_allowed");
+            goto done;
+        }
+        do_metrics(c);
+        goto done;
+    }
+    bool mutating = !method_is(c, "GET") && !method_is(c, "HEAD");
+    if (mutating && c->ar != NULL && c->ar->has_origin) {
+        /* Browsers send Origin on cross-site POSTs: refuse CSRF outright. */
+        jerr(c, 403, "requests carrying an Origin header are refused", "forbidden");
+        goto done;
+    }
+    if (mutating && c->body.len > 0 && (c->ar == NULL || !c->ar->json_ctype)) {
+        jerr(c, 415, "Content-Type must be application/json", "unsupported_media_type");
+        goto done;
+    }
+    if (strcmp(p, "/api/register") == 0) {
+        if (!method_is(c, "POST")) {
+            jerr(c, 405, "use POST", "method_not_allowed");
+            goto done;
+        }
+        do_register(c);
+    } else if (strncmp(p, "/api/unregister/", 16) == 0) {
+        if (!method_is(c, "DELETE")) {
+            jerr(c, 405, "use DELETE", "method_not_allowed");
+            goto done;
+        }
+        const char *name = p + 16;
+        if (reg_remove(&s->reg, name) == 0) {
+            audit(c, "unregistered", name);
+            text(c, 200, "Unregistered");
+        } else {
+            text(c, 404, "Service not found");
+        }
+    } else if (strcmp(p, "/api/services") == 0) {
+        if (method_is(c, "GET") || method_is(c, "HEAD")) {
+            struct buf b = {0};
+            reg_dump_json(&s->reg, &b, now);
+            conn_respond(c, 200, "application/json", buf_data(&b), b.len, NULL);
+            buf_free(&b);
+        } else if (method_is(c, "PUT")) {
+            do_put_services(c);
+        } else {
+            jerr(c, 405, "use GET or PUT", "method_not_allowed");
+        }
+    } else if (strcmp(p, "/api/drain") == 0) {
+        if (!method_is(c, "POST")) {
+            jerr(c, 405, "use POST", "method_not_allowed");
+            goto done;
+        }
+        audit(c, "started draining", "");
+        c->close_after = true;
+        text(c, 200, "draining\n");
+        server_start_drain(s);
+    } else {
+        jerr(c, 404, "not found", "not_found");
+    }
+done:
+    conn_local_done(c);
+}

@@ -1,0 +1,433 @@
+/* SPDX-License-Identifier: MIT
+ * One option table for flags and config-file lines. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "lb.h"
+#include "util.h"
+
+enum opt_type {
+    OPT_STR = 0, /* char[] field */
+    OPT_UINT,
+    OPT_DURATION, /* "10s", "250ms", bare = seconds */
+    OPT_SIZE,     /* bytes, with k/m suffixes */
+    OPT_BOOL,     /* on/off (flags: also bare) */
+    OPT_POLICY,
+    OPT_BACKEND,
+    OPT_CIDR,
+    OPT_FLAG, /* no value */
+};
+
+struct opt {
+    const char *name;
+    enum opt_type type;
+    size_t off;     /* offset in struct cfg */
+    size_t size;    /* OPT_STR: field size; OPT_UINT/SIZE: field width */
+    uint64_t min, max;
+    const char *help;
+};
+
+#define F(field) offsetof(struct cfg, field), sizeof(((struct cfg *)0)->field)
+
+static const struct opt opts[] = {
+    {"listen", OPT_STR, F(listen), 0, 0, "public listener HOST:PORT (default 0.0.0.0:8080)"},
+    {"admin-listen", OPT_STR, F(admin_listen), 0, 0, "admin listener (default 127.0.0.1:8081)"},
+    {"policy", OPT_POLICY, F(policy), 0, 0, "random | wrr | least | p2c (default least)"},
+    {"workers", OPT_UINT, F(workers), 0, 256, "worker threads (default: CPU count)"},
+    {"backend", OPT_BACKEND, 0, 0, 0, 0,
+     "NAME=HOST:PORT[,weight=N][,models=A|B][,max-inflight=N] (repeatable)"},
+    {"admin-token-file", OPT_STR, F(admin_token_file), 0, 0,
+     "file holding the admin bearer token (or env LLAMALB_ADMIN_TOKEN)"},
+    {"backend-allow", OPT_CIDR, 0, 0, 0, 0,
+     "CIDR admin registrations may use despite the loopback/link-local deny list (repeatable)"},
+    {"header-timeout", OPT_DURATION, F(header_timeout), 1, 3600000, "request head deadline (10s)"},
+    {"body-timeout", OPT_DURATION, F(body_timeout), 1, 3600000, "idle between body reads (30s)"},
+    {"keepalive-timeout", OPT_DURATION, F(keepalive_timeout), 1, 3600000,
+     "idle client keep-alive (30s)"},
+    {"connect-timeout", OPT_DURATION, F(connect_timeout), 1, 600000, "upstream connect (3s)"},
+    {"response-timeout", OPT_DURATION, F(response_timeout), 1, 86400000,
+     "request sent to first response byte (300s)"},
+    {"stream-idle-timeout", OPT_DURATION, F(stream_idle_timeout), 1, 86400000,
+     "idle between response bytes (120s)"},
+    {"send-timeout", OPT_DURATION, F(send_timeout), 1, 3600000, "client not reading (60s)"},
+    {"upstream-idle-timeout", OPT_DURATION, F(upstream_idle_timeout), 1, 3600000,
+     "pooled upstream connection idle lifetime (20s)"},
+    {"drain-timeout", OPT_DURATION, F(drain_timeout), 0, 3600000, "SIGTERM drain cap (25s)"},
+    {"max-conns", OPT_UINT, F(max_conns), 0, 10000000, "client connections (default from RLIMIT_NOFILE)"},
+    {"max-idle-per-backend", OPT_UINT, F(max_idle_per_backend), 0, 100000,
+     "pooled upstream connections per worker and backend (64)"},
+    {"max-body", OPT_SIZE, offsetof(struct cfg, limits.max_body), sizeof(uint64_t), 0,
+     1ULL << 40, "request body limit (32m)"},
+    {"max-header-line", OPT_SIZE, offsetof(struct cfg, limits.max_line), sizeof(size_t), 64,
+     1 << 20, "request line limit (8k)"},
+    {"max-header-size", OPT_SIZE, offsetof(struct cfg, limits.max_head), sizeof(size_t), 256,
+     1 << 20, "request head limit (32k)"},
+    {"max-headers", OPT_UINT, offsetof(struct cfg, limits.max_headers), sizeof(unsigned), 1,
+     HTTP1_MAX_HEADERS, "header lines limit (100)"},
+    {"max-tries", OPT_UINT, F(max_tries), 1, REG_MAX_TRIES, "attempts per request (2)"},
+    {"retry-on-status", OPT_BOOL, F(retry_on_status), 0, 0,
+     "retry 502/503/429 elsewhere before any byte was relayed (on)"},
+    {"eject-after", OPT_UINT, F(eject_after), 0, 1000, "consecutive failures to eject (5; 0 = never)"},
+    {"eject-time", OPT_DURATION, F(eject_time), 1, 86400000, "first ejection (30s, doubling)"},
+    {"eject-max-time", OPT_DURATION, F(eject_max_time), 1, 86400000, "longest ejection (300s)"},
+    {"access-log", OPT_STR, F(access_log), 0, 0, "PATH, - (stdout) or off (default: stderr)"},
+    {"log-level", OPT_STR, 0, 0, 0, 0, "debug | info | warn | error (info)"},
+};
+
+void cfg_defaults(struct cfg *c)
+{
+    memset(c, 0, sizeof(*c));
+    strcpy(c->listen, "0.0.0.0:8080");
+    strcpy(c->admin_listen, "127.0.0.1:8081");
+    c->policy = &lb_least;
+    c->limits = http1_default_limits;
+    c->header_timeout = 10000;
+    c->body_timeout = 30000;
+    c->keepalive_timeout = 30000;
+    c->connect_timeout = 3000;
+    c->response_timeout = 300000;
+    c->stream_idle_timeout = 120000;
+    c->send_timeout = 60000;
+    c->upstream_idle_timeout = 20000;
+    c->drain_timeout = 25000;
+    c->max_idle_per_backend = 64;
+    c->max_tries = 2;
+    c->retry_on_status = true;
+    c->eject_after = 5;
+    c->eject_time = 30000;
+    c->eject_max_time = 300000;
+    strcpy(c->access_log, "stderr");
+}
+
+void cfg_free(struct cfg *c)
+{
+    free(c->backends);
+    c->backends = NULL;
+    c->nbackends = 0;
+}
+
+void cfg_usage(FILE *f)
+{
+    fprintf(f, "usage: llamalb [options]\n"
+               "  -c FILE                  read options from FILE (one 'name value' per line)\n"
+               "  -t                       check the configuration and exit\n");
+    for (size_t i = 0; i < ARRAY_SIZE(opts); i++)
+        fprintf(f, "  --%-23s %s\n", opts[i].name, opts[i].help);
+    fprintf(f, "  --help, --version\n");
+}
+
+static int parse_size(const char *v, uint64_t *out)
+{
+    size_t n = strlen(v);
+    uint64_t mult = 1;
+    if (n > 0) {
+        char s = (char)(v[n - 1] | 0x20);
+        if (s == 'k' || s == 'm' || s == 'g') {
+            mult = s == 'k' ? 1024 : s == 'm' ? 1024 * 1024 : 1024ULL * 1024 * 1024;
+            n--;
+        }
+    }
+    uint64_t x;
+    if (util_parse_u64(v, n, 0, UINT64_MAX / mult, &x) != 0)
+        return -EINVAL;
+    *out = x * mult;
+    return 0;
+}
+
+static int parse_cidr(const char *v, struct cidr *out)
+{
+    char host[NET_ADDRSTR_LEN + 8], err[NET_ERR_LEN];
+    const char *slash = strchr(v, '/');
+    size_t hl = slash ? (size_t)(slash - v) : strlen(v);
+    if (hl == 0 || hl >= NET_ADDRSTR_LEN)
+        return -EINVAL;
+    if (memchr(v, ':', hl) != NULL)
+        snprintf(host, sizeof(host), "[%.*s]:1", (int)hl, v);
+    else
+        snprintf(host, sizeof(host), "%.*s:1", (int)hl, v);
+    if (net_parse_addr(host, false, false, &out->net, err) != 0)
+        return -EINVAL;
+    unsigned maxbits = out->net.ss.ss_family == AF_INET ? 32 : 128;
+    uint64_t bits = maxbits;
+    if (slash && util_parse_u64(slash + 1, strlen(slash + 1), 0, maxbits, &bits) != 0)
+        return -EINVAL;
+    out->bits = (unsigned)bits;
+    return 0;
+}
+
+bool cfg_allowed(const struct cfg *c, const struct net_addr *a)
+{
+    for (unsigned i = 0; i < c->nallow; i++) {
+        const struct cidr *k = &c->allow[i];
+        if (k->net.ss.ss_family != a->ss.ss_family)
+            continue;
+        const unsigned char *x, *y;
+        if (a->ss.ss_family == AF_INET) {
+            x = (const unsigned char *)&((const struct sockaddr_in *)&a->ss)->sin_addr;
+            y = (const unsigned char *)&((const struct sockaddr_in *)&k->net.ss)->sin_addr;
+        } else {
+            x = (const unsigned char *)&((const struct sockaddr_in6 *)&a->ss)->sin6_addr;
+            y = (const unsigned char *)&((const struct sockaddr_in6 *)&k->net.ss)->sin6_addr;
+        }
+        unsigned bits = k->bits, i8 = 0;
+        bool match = true;
+        for (; bits >= 8; bits -= 8, i8++)
+            if (x[i8] != y[i8])
+                match = false;
+        if (match && bits > 0) {
+            unsigned char mask = (unsigned char)(0xff << (8 - bits));
+            match = (x[i8] & mask) == (y[i8] & mask);
+        }
+        if (match)
+            return true;
+    }
+    return false;
+}
+
+/* Applies option <o> with value <v> (NULL for a bare boolean flag). */
+static int apply(struct cfg *c, const struct opt *o, const char *v, char *err, size_t errlen)
+{
+    char *field = (char *)c + o->off;
+    char nerr[NET_ERR_LEN];
+    uint64_t n;
+    int64_t ms;
+    if (v == NULL && o->type != OPT_BOOL && o->type != OPT_FLAG) {
+        snprintf(err, errlen, "option %s needs a value", o->name);
+        return -1;
+    }
+    switch (o->type) {
+    case OPT_STR:
+        if (strcmp(o->name, "log-level") == 0) {
+            enum log_level lvl;
+            if (log_parse_level(v, &lvl) != 0) {
+                snprintf(err, errlen, "log-level: expected debug, info, warn or error");
+                return -1;
+            }
+            log_min_level = lvl;
+            return 0;
+        }
+        if (strlen(v) >= o->size) {
+            snprintf(err, errlen, "%s: value too long", o->name);
+            return -1;
+        }
+        strcpy(field, v);
+        return 0;
+    case OPT_UINT:
+        if (util_parse_u64(v, strlen(v), o->min, o->max, &n) != 0) {
+            snprintf(err, errlen, "%s: expected a whole number from %llu to %llu", o->name,
+                     (unsigned long long)o->min, (unsigned long long)o->max);
+            return -1;
+        }
+        *(unsigned *)field = (unsigned)n;
+        return 0;
+    case OPT_DURATION:
+        if (util_parse_duration_ms(v, 1000, &ms) != 0 || ms < (int64_t)o->min ||
+            ms > (int64_t)o->max) {
+            snprintf(err, errlen, "%s: expected a duration such as 10s or 250ms", o->name);
+            return -1;
+        }
+        *(int64_t *)field = ms;
+        return 0;
+    case OPT_SIZE:
+        if (parse_size(v, &n) != 0 || n < o->min || n > o->max) {
+            snprintf(err, errlen, "%s: expected a size such as 8k or 32m, from %llu to %llu",
+                     o->name, (unsigned long long)o->min, (unsigned long long)o->max);
+            return -1;
+        }
+        if (o->size == sizeof(unsigned))
+            *(unsigned *)field = (unsigned)n;
+        else if (o->size == sizeof(size_t))
+            *(size_t *)field = (size_t)n;
+        else
+            *(uint64_t *)field = n;
+        return 0;
+    case OPT_BOOL:
+        if (v == NULL || strcmp(v, "on") == 0 || strcmp(v, "true") == 0 || strcmp(v, "1") == 0)
+            *(bool *)field = true;
+        else if (strcmp(v, "off") == 0 || strcmp(v, "false") == 0 || strcmp(v, "0") == 0)
+            *(bool *)field = false;
+        else {
+            snprintf(err, errlen, "%s: expected on or off", o->name);
+            return -1;
+        }
+        return 0;
+    case OPT_POLICY:
+        if ((c->policy = lb_find(v)) == NULL) {
+            snprintf(err, errlen, "policy: expected random, wrr, least or p2c");
+            return -1;
+        }
+        return 0;
+    case OPT_BACKEND: {
+        struct backend_spec s;
+        if (reg_spec_parse(v, &s, nerr) != 0) {
+            snprintf(err, errlen, "%s", nerr);
+            return -1;
+        }
+        for (unsigned i = 0; i < c->nbackends; i++) {
+            if (strcmp(c->backends[i].name, s.name) == 0) {
+                snprintf(err, errlen, "backend '%.64s' given twice", s.name);
+                return -1;
+            }
+        }
+        c->backends = xrealloc(c->backends, (c->nbackends + 1) * sizeof(*c->backends));
+        c->backends[c->nbackends++] = s;
+        return 0;
+    }
+    case OPT_CIDR:
+        if (c->nallow == CFG_MAX_ALLOW || parse_cidr(v, &c->allow[c->nallow]) != 0) {
+            snprintf(err, errlen, "backend-allow: expected an IP or CIDR such as 10.0.0.0/8");
+            return -1;
+        }
+        c->nallow++;
+        return 0;
+    case OPT_FLAG:
+        return 0;
+    }
+    return -1;
+}
+
+static const struct opt *find_opt(const char *name, size_t len)
+{
+    for (size_t i = 0; i < ARRAY_SIZE(opts); i++)
+        if (strlen(opts[i].name) == len && memcmp(opts[i].name, name, len) == 0)
+            return &opts[i];
+    return NULL;
+}
+
+static int parse_file(struct cfg *c, const char *path, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "r");
+    char line[4096], e[512];
+    unsigned lineno = 0;
+    if (f == NULL) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    while (fgets(line, sizeof(line), f) != NULL) {
+        lineno++;
+        size_t n = strlen(line);
+        if (n == sizeof(line) - 1 && line[n - 1] != '\n') {
+            snprintf(err, errlen, "%s:%u: line too long", path, lineno);
+            fclose(f);
+            return -1;
+        }
+        while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r' || line[n - 1] == ' ' ||
+                         line[n - 1] == '\t'))
+            line[--n] = '\0';
+        char *p = line;
+        while (*p == ' ' || *p == '\t')
+            p++;
+        if (*p == '\0' || *p == '#')
+            continue;
+        char *key = p;
+        while (*p && *p != ' ' && *p != '\t')
+            p++;
+        size_t klen = (size_t)(p - key);
+        while (*p == ' ' || *p == '\t')
+            p++;
+        const struct opt *o = find_opt(key, klen);
+        if (o == NULL) {
+            snprintf(err, errlen, "%s:%u: unknown option '%.*s'", path, lineno, (int)klen, key);
+            fclose(f);
+            return -1;
+        }
+        if (apply(c, o, *p ? p : NULL, e, sizeof(e)) != 0) {
+            snprintf(err, errlen, "%s:%u: %s", path, lineno, e);
+            fclose(f);
+            return -1;
+        }
+    }
+    fclose(f);
+    return 0;
+}
+
+int cfg_parse_args(struct cfg *c, int argc, char **argv, char *err, size_t errlen)
+{
+    /* First pass: -c and -t, so the file is read before the flags override it. */
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) {
+            if (i + 1 >= argc) {
+                snprintf(err, errlen, "-c needs a file");
+                return -1;
+            }
+            snprintf(c->config_file, sizeof(c->config_file), "%s", argv[++i]);
+        } else if (strcmp(argv[i], "-t") == 0) {
+            c->check_only = true;
+        }
+    }
+    if (c->config_file[0] != '\0' && parse_file(c, c->config_file, err, errlen) != 0)
+        return -1;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "-c") == 0 || strcmp(a, "--config") == 0) {
+            i++;
+            continue;
+        }
+        if (strcmp(a, "-t") == 0)
+            continue;
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            cfg_usage(stdout);
+            return 1;
+        }
+        if (strcmp(a, "--version") == 0) {
+            printf("llamalb " LLAMALB_VERSION "\n");
+            return 1;
+        }
+        if (strncmp(a, "--", 2) != 0) {
+            snprintf(err, errlen, "unexpected argument '%s' (see --help)", a);
+            return -1;
+        }
+        a += 2;
+        const char *eq = strchr(a, '=');
+        size_t nlen = eq ? (size_t)(eq - a) : strlen(a);
+        const struct opt *o = find_opt(a, nlen);
+        if (o == NULL) {
+            snprintf(err, errlen, "unknown option '--%.*s' (see --help)", (int)nlen, a);
+            return -1;
+        }
+        const char *v = eq ? eq + 1 : NULL;
+        if (v == NULL && o->type != OPT_BOOL && o->type != OPT_FLAG) {
+            if (i + 1 >= argc) {
+                snprintf(err, errlen, "option --%s needs a value", o->name);
+                return -1;
+            }
+            v = argv[++i];
+        }
+        if (apply(c, o, v, err, errlen) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+int cfg_load_token(struct cfg *c, char *err, size_t errlen)
+{
+    const char *env = getenv("LLAMALB_ADMIN_TOKEN");
+    c->admin_token[0] = '\0';
+    if (c->admin_token_file[0] != '\0') {
+        FILE *f = fopen(c->admin_token_file, "r");
+        if (f == NULL) {
+            snprintf(err, errlen, "admin-token-file %s: %s", c->admin_token_file, strerror(errno));
+            return -1;
+        }
+        size_t n = fread(c->admin_token, 1, sizeof(c->admin_token) - 1, f);
+        fclose(f);
+        c->admin_token[n] = '\0';
+    } else if (env != NULL) {
+        snprintf(c->admin_token, sizeof(c->admin_token), "%s", env);
+    }
+    size_t n = strlen(c->admin_token);
+    while (n > 0 && (c->admin_token[n - 1] == '\n' || c->admin_token[n - 1] == '\r' ||
+                     c->admin_token[n - 1] == ' '))
+        c->admin_token[--n] = '\0';
+    if ((c->admin_token_file[0] != '\0' || env != NULL) && n < 16) {
+        snprintf(err, errlen, "admin token too short: use at least 16 characters (32 random bytes "
+                              "recommended)");
+        return -1;
+    }
+    return 0;
+}

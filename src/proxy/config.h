@@ -1,0 +1,72 @@
+/* SPDX-License-Identifier: MIT
+ * Settings of the balancer, from flags and from a config file. Both go
+ * through one option table: a config file line is a flag without its
+ * leading dashes ("policy least", "backend a=10.0.0.1:8080,weight=3"), so
+ * the two can never drift apart. Flags override the file. */
+#ifndef LLAMALB_CONFIG_H
+#define LLAMALB_CONFIG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "http1.h"
+#include "log.h"
+#include "registry.h"
+
+#define CFG_MAX_ALLOW 16
+
+struct cidr {
+    struct net_addr net;
+    unsigned bits;
+};
+
+struct cfg {
+    char listen[NET_ADDRSTR_LEN];
+    char admin_listen[NET_ADDRSTR_LEN];
+    const struct lb_ops *policy;
+    unsigned workers;              /* 0 = number of CPUs */
+    char config_file[512];
+    bool check_only;               /* -t */
+    struct backend_spec *backends; /* static backends, owned */
+    unsigned nbackends;
+    char admin_token_file[512];
+    char admin_token[256];         /* loaded from the file or LLAMALB_ADMIN_TOKEN */
+    struct http1_limits limits;
+    int64_t header_timeout;        /* ms: whole request head (absolute) -> 408 */
+    int64_t body_timeout;          /* ms: idle between body reads -> 408 */
+    int64_t keepalive_timeout;     /* ms: idle client connection between requests */
+    int64_t connect_timeout;       /* ms: upstream connect -> next backend or 504 */
+    int64_t response_timeout;      /* ms: request sent to first response byte -> 504 */
+    int64_t stream_idle_timeout;   /* ms: idle between response bytes -> close */
+    int64_t send_timeout;          /* ms: client not reading -> close */
+    int64_t upstream_idle_timeout; /* ms: pooled upstream connection lifetime when idle */
+    int64_t drain_timeout;         /* ms: SIGTERM drain cap */
+    unsigned max_conns;            /* client connections per process; 0 = from RLIMIT_NOFILE */
+    unsigned max_idle_per_backend; /* pooled upstream connections per worker per backend */
+    unsigned max_tries;            /* attempts per request, first included */
+    bool retry_on_status;          /* retry 502/503/429 before any byte was relayed */
+    unsigned eject_after;
+    int64_t eject_time, eject_max_time;
+    char access_log[512];          /* path, "-" (stdout) or "off" */
+    struct cidr allow[CFG_MAX_ALLOW]; /* admin registrations allowed into these despite the deny list */
+    unsigned nallow;
+};
+
+/* Fills <c> with defaults. */
+void cfg_defaults(struct cfg *c);
+void cfg_free(struct cfg *c);
+
+/* Parses argv into <c> (config file first when -c is given, then flags).
+ * Returns 0, 1 when --help or --version was printed, or -1 with <err> set. */
+int cfg_parse_args(struct cfg *c, int argc, char **argv, char *err, size_t errlen);
+
+/* Reads the admin token from the file or the environment, if configured. */
+int cfg_load_token(struct cfg *c, char *err, size_t errlen);
+
+/* True if <a> falls in one of the operator's allowed CIDRs. */
+bool cfg_allowed(const struct cfg *c, const struct net_addr *a);
+
+void cfg_usage(FILE *f);
+
+#endif

@@ -1,0 +1,1212 @@
+/* SPDX-License-Identifier: MIT
+ * Client connections and the request path: parse, buffer the body, pick a
+ * backend, send, relay the response with backpressure, keep-alive and
+ * pipelining. The state machine is described in proxy.h.
+ *
+ * Sockets are edge-triggered: a callback records readiness (rd_ready,
+ * wr_ready) and the code reads or writes until EAGAIN, so the request path
+ * makes no epoll_ctl calls. A side that must not be read yet (backpressure)
+ * simply keeps its readiness flag set until we come back to it. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "json.h"
+#include "log.h"
+#include "proxy.h"
+#include "util.h"
+
+/* Pipelined bytes buffered while a response is in progress; past this the
+ * client is not read until the response is done. */
+#define PIPELINE_MAX (64 * 1024)
+
+static void drive(struct conn *c);
+static void flush(struct conn *c);
+static void dispatch(struct conn *c);
+static void up_io_cb(struct ev_loop *loop, struct ev_io *io, unsigned events);
+static void relay(struct conn *c);
+
+/* Upstream failures, compared by address and mapped to statuses in one
+ * place (up_failed). */
+static const char up_err_connect[] = "connect failed";
+static const char up_err_connect_timeout[] = "connect timeout";
+static const char up_err_stale[] = "pooled connection closed before responding";
+static const char up_err_reset[] = "connection closed before the status line";
+static const char up_err_timeout[] = "response timeout";
+static const char up_err_bad[] = "invalid response";
+static const char up_err_io[] = "upstream I/O error";
+
+const char *http_reason(int status)
+{
+    switch (status) {
+    case 100: return "Continue";
+    case 200: return "OK";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 415: return "Unsupported Media Type";
+    case 417: return "Expectation Failed";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
+    default: return "Unknown";
+    }
+}
+
+static inline struct server *srv(const struct conn *c) { return c->w->srv; }
+static inline const struct cfg *cfg(const struct conn *c) { return &c->w->srv->cfg; }
+static inline int64_t now_ms(const struct conn *c) { return ev_now(c->w->loop); }
+
+/* ================================================================ timers */
+
+static void conn_timeout_cb(struct ev_loop *loop, struct ev_timer *t)
+{
+    struct conn *c = t->data;
+    UNUSED(loop);
+    switch (c->state) {
+    case CS_HEAD:
+        if (c->in.len == 0) { /* idle keep-alive: close silently */
+            conn_close(c);
+            return;
+        }
+        conn_error(c, 408, "request head not received in time", "invalid_request_error",
+                   "request_timeout");
+        return;
+    case CS_BODY:
+        conn_error(c, 408, "request body not received in time", "invalid_request_error",
+                   "request_timeout");
+        return;
+    default: /* the client stopped reading our response */
+        log_debug("client %d: send timeout", c->io.fd);
+        atomic_fetch_add(&srv(c)->stats.aborted_streams, 1);
+        conn_close(c);
+        return;
+    }
+}
+
+static void arm(struct conn *c, int64_t ms)
+{
+    ev_timer_start(c->w->loop, &c->timer, ms, conn_timeout_cb, c);
+}
+
+static void arm_head_timer(struct conn *c)
+{
+    int64_t now = now_ms(c);
+    if (c->in.len == 0) {
+        ev_timer_at(c->w->loop, &c->timer, now + cfg(c)->keepalive_timeout, conn_timeout_cb, c);
+        c->head_deadline = 0;
+    } else {
+        if (c->head_deadline == 0)
+            c->head_deadline = now + cfg(c)->header_timeout;
+        ev_timer_at(c->w->loop, &c->timer, c->head_deadline, conn_timeout_cb, c);
+    }
+}
+
+/* ================================================================ lifecycle */
+
+void conn_accept(struct worker *w, int fd, const struct net_addr *peer, bool admin)
+{
+    struct conn *c = xcalloc(1, sizeof(*c));
+    c->w = w;
+    c->admin = admin;
+    c->peer = *peer;
+    c->io.fd = -1;
+    list_add_tail(&w->conns, &c->link);
+    w->nconns++;
+    atomic_fetch_add(&w->srv->stats.conns_accepted, 1);
+    atomic_fetch_add(&w->srv->stats.conns_active, 1);
+    net_set_nodelay(fd);
+    if (ev_io_start(w->loop, &c->io, fd, NULL, c) != 0) {
+        close(fd);
+        c->closed = true;
+        list_del(&c->link);
+        list_add_tail(&w->graveyard_c, &c->link);
+        w->nconns--;
+        atomic_fetch_sub(&w->srv->stats.conns_active, 1);
+        return;
+    }
+    c->io.cb = conn_io_cb;
+    c->head_deadline = ev_now(w->loop) + w->srv->cfg.header_timeout;
+    ev_timer_at(w->loop, &c->timer, c->head_deadline, conn_timeout_cb, c);
+    /* Edge-triggered: the data may already be there; the first event will
+     * say so, no speculative read needed. */
+}
+
+/* Gives the upstream side up: the connection is closed (a half-relayed
+ * response makes it useless) and the backend slot released. */
+static void drop_upstream(struct conn *c, bool failed)
+{
+    if (c->up != NULL) {
+        c->up->c = NULL;
+        up_release(c->up, false);
+        c->up = NULL;
+    }
+    if (c->be != NULL) {
+        reg_release(&srv(c)->reg, c->be, failed, now_ms(c));
+        backend_unref(c->be);
+        c->be = NULL;
+    }
+}
+
+static void clear_tried(struct conn *c)
+{
+    for (unsigned i = 0; i < c->ntried; i++)
+        backend_unref(c->tried[i]);
+    c->ntried = 0;
+}
+
+void conn_close(struct conn *c)
+{
+    if (c->closed)
+        return;
+    c->closed = true;
+    if (c->state == CS_UPSTREAM || c->state == CS_RELAY) {
+        if (!c->resp_done)
+            atomic_fetch_add(&srv(c)->stats.aborted_streams, 1);
+        drop_upstream(c, false);
+    }
+    clear_tried(c);
+    ev_timer_stop(c->w->loop, &c->timer);
+    int fd = c->io.fd;
+    ev_io_stop(c->w->loop, &c->io);
+    if (fd != -1)
+        close(fd);
+    list_del(&c->link);
+    list_add_tail(&c->w->graveyard_c, &c->link);
+    c->w->nconns--;
+    atomic_fetch_sub(&srv(c)->stats.conns_active, 1);
+    worker_conn_closed(c->w);
+}
+
+/* Called before sleep for every conn on the graveyard. */
+void conn_free(struct conn *c)
+{
+    buf_free(&c->in);
+    buf_free(&c->out);
+    buf_free(&c->uphead);
+    buf_free(&c->body);
+    free(c->ar);
+    free(c);
+}
+
+void conn_drain(struct conn *c)
+{
+    if (c->state == CS_HEAD && c->in.len == 0) {
+        conn_close(c);
+        return;
+    }
+    c->keep_alive = false;
+    c->close_after = true;
+}
+
+/* ================================================================ output */
+
+void conn_respond(struct conn *c, int status, const char *ctype, const char *body, size_t len,
+                  const char *extra_headers)
+{
+    struct buf *o = &c->out;
+    bool close_conn = c->close_after || !c->keep_alive;
+    buf_printf(o, "HTTP/1.1 %d %s\r\n", status, http_reason(status));
+    if (ctype != NULL)
+        buf_printf(o, "Content-Type: %s\r\n", ctype);
+    buf_printf(o, "Content-Length: %zu\r\n", c->is_head ? (size_t)0 : len);
+    if (extra_headers != NULL)
+        buf_append_str(o, extra_headers);
+    if (close_conn)
+        buf_append_str(o, "Connection: close\r\n");
+    else if (c->minor == 0)
+        buf_append_str(o, "Connection: keep-alive\r\n");
+    buf_append(o, "\r\n", 2);
+    if (!c->is_head)
+        buf_append(o, body, len);
+    c->status = status;
+    atomic_fetch_add(&srv(c)->stats.responses[status / 100], 1);
+}
+
+void conn_error(struct conn *c, int status, const char *message, const char *type,
+                const char *code)
+{
+    struct buf b = {0};
+    buf_append_str(&b, "{\"error\":{\"message\":");
+    json_append_str(&b, message, strlen(message));
+    buf_printf(&b, ",\"type\":\"%s\",\"param\":null,\"code\":\"%s\"}}", type, code);
+    /* Parse errors and timeouts leave the stream unsynchronized: close. */
+    if (status == 400 || status == 408 || status == 413 || status == 414 || status == 431 ||
+        status == 501 || status == 505 || status == 417 || c->state == CS_HEAD ||
+        c->state == CS_BODY)
+        c->close_after = true;
+    atomic_fetch_add(&srv(c)->stats.local_errors[status], 1);
+    conn_respond(c, status, "application/json", buf_data(&b), b.len,
+                 status == 503 ? "Retry-After: 1\r\n" : NULL);
+    buf_free(&b);
+    worker_log_access(c, "-");
+    if (c->close_after) {
+        c->state = CS_CLOSING;
+        ev_timer_start(c->w->loop, &c->timer, cfg(c)->send_timeout, conn_timeout_cb, c);
+        flush(c);
+        return;
+    }
+}
+
+/* Writes c->out, then the validated pass-through bytes of the upstream
+ * buffer, with one writev. Returns after EAGAIN or when all is written. */
+static void flush(struct conn *c)
+{
+    while (c->wr_ready && !c->closed) {
+        struct iovec iov[2];
+        int n = 0;
+        if (c->out.len > 0)
+            iov[n++] = (struct iovec){buf_data(&c->out), c->out.len};
+        if (c->pass > 0 && c->up != NULL)
+            iov[n++] = (struct iovec){buf_data(&c->up->in), c->pass};
+        if (n == 0)
+            break;
+        ssize_t w = writev(c->io.fd, iov, n);
+        if (w == -1) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN) {
+                c->wr_ready = false;
+                /* Blocked on the client: its send deadline runs. */
+                arm(c, cfg(c)->send_timeout);
+                return;
+            }
+            conn_close(c);
+            return;
+        }
+        size_t done = (size_t)w, a = MIN(done, c->out.len);
+        buf_consume(&c->out, a);
+        done -= a;
+        if (done > 0) {
+            buf_consume(&c->up->in, done);
+            c->pass -= done;
+            c->bytes_out += done;
+        }
+        if (c->state == CS_RELAY || c->state == CS_UPSTREAM)
+            ev_timer_stop(c->w->loop, &c->timer);
+    }
+    if (c->out.len == 0)
+        buf_release(&c->out);
+    if (c->state == CS_CLOSING && c->out.len == 0 && !c->closed) {
+        /* Everything said: shut down our side first so the client reads the
+         * response before it sees the close (no RST over unread data). */
+        shutdown(c->io.fd, SHUT_WR);
+        conn_close(c);
+    }
+}
+
+/* ================================================================ request head */
+
+static bool valid_request_id(struct slice v)
+{
+    if (v.len == 0 || v.len >= sizeof(((struct conn *)0)->rid))
+        return false;
+    for (size_t i = 0; i < v.len; i++) {
+        char ch = v.p[i];
+        if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+              ch == '-' || ch == '_' || ch == '.'))
+            return false;
+    }
+    return true;
+}
+
+static void new_request_id(struct conn *c)
+{
+    static const char hex[] = "0123456789abcdef";
+    uint64_t a = util_rand64(&c->w->rng), b = util_rand64(&c->w->rng);
+    for (int i = 0; i < 16; i++) {
+        c->rid[i] = hex[(a >> (i * 4)) & 15];
+        c->rid[16 + i] = hex[(b >> (i * 4)) & 15];
+    }
+    c->rid[32] = '\0';
+}
+
+/* Rewrites the request head for the upstream: origin-form target, HTTP/1.1,
+ * hop-by-hop headers and our framing headers dropped, X-Forwarded-* and
+ * X-Request-Id added. Framing (Content-Length) is appended when the body is
+ * complete, since a chunked body's length is known only then. */
+static void build_upstream_head(struct conn *c, const struct http1_msg *m)
+{
+    struct buf *o = &c->uphead;
+    struct slice target = m->target;
+    char peer[NET_ADDRSTR_LEN];
+    const struct http1_header *xff = NULL;
+    bool have_rid = false;
+
+    if (slice_starts_with(target, "http://") || slice_starts_with(target, "https://")) {
+        const char *p = memchr(target.p + 8, '/', target.len - 8);
+        target = p ? slice_make(p, (size_t)(target.p + target.len - p)) : SLICE_LIT("/");
+    }
+    buf_reserve(o, m->method.len + target.len + 256);
+    buf_append(o, m->method.p, m->method.len);
+    buf_append(o, " ", 1);
+    buf_append(o, target.p, target.len);
+    buf_append(o, " HTTP/1.1\r\n", 11);
+    for (unsigned i = 0; i < m->nheaders; i++) {
+        const struct http1_header *h = &m->headers[i];
+        if (http1_is_hop_by_hop(m, h->name) || slice_case_eq_cstr(h->name, "content-length") ||
+            slice_case_eq_cstr(h->name, "expect") ||
+            slice_case_eq_cstr(h->name, "x-forwarded-proto"))
+            continue;
+        if (slice_case_eq_cstr(h->name, "x-forwarded-for")) {
+            xff = h;
+            continue;
+        }
+        if (slice_case_eq_cstr(h->name, "x-request-id")) {
+            if (!valid_request_id(h->value) || have_rid)
+                continue;
+            memcpy(c->rid, h->value.p, h->value.len);
+            c->rid[h->value.len] = '\0';
+            have_rid = true;
+            continue;
+        }
+        buf_append(o, h->name.p, h->name.len);
+        buf_append(o, ": ", 2);
+        buf_append(o, h->value.p, h->value.len);
+        buf_append(o, "\r\n", 2);
+    }
+    if (!have_rid)
+        new_request_id(c);
+    net_addr_host(&c->peer, peer, sizeof(peer));
+    if (xff != NULL)
+        buf_printf(o, "X-Forwarded-For: %.*s, %s\r\n", (int)xff->value.len, xff->value.p, peer);
+    else
+        buf_printf(o, "X-Forwarded-For: %s\r\n", peer);
+    buf_printf(o, "X-Forwarded-Proto: http\r\nX-Request-Id: %s\r\n", c->rid);
+}
+
+static void copy_for_log(struct conn *c, const struct http1_msg *m)
+{
+    size_t n = MIN(m->method.len, sizeof(c->method) - 1);
+    memcpy(c->method, m->method.p, n);
+    c->method[n] = '\0';
+    n = MIN(m->target.len, sizeof(c->path) - 1);
+    memcpy(c->path, m->target.p, n);
+    c->path[n] = '\0';
+}
+
+static void capture_admin_headers(struct conn *c, const struct http1_msg *m)
+{
+    if (c->ar == NULL)
+        c->ar = xmalloc(sizeof(*c->ar));
+    memset(c->ar, 0, sizeof(*c->ar));
+    const struct http1_header *h;
+    if ((h = http1_find(m, "authorization")) != NULL) {
+        size_t n = MIN(h->value.len, sizeof(c->ar->auth) - 1);
+        memcpy(c->ar->auth, h->value.p, n);
+        c->ar->auth[n] = '\0';
+        c->ar->has_auth = true;
+    }
+    c->ar->has_origin = http1_find(m, "origin") != NULL;
+    if ((h = http1_find(m, "content-type")) != NULL) {
+        c->ar->has_ctype = true;
+        struct slice v = h->value;
+        const char *semi = memchr(v.p, ';', v.len);
+        if (semi)
+            v.len = (size_t)(semi - v.p);
+        c->ar->json_ctype = slice_case_eq_cstr(slice_trim(v), "application/json");
+    }
+}
+
+/* Resets per-request state for the next request on this connection. */
+static void reset_request(struct conn *c)
+{
+    http1_msg_reset(&c->req);
+    buf_free(&c->uphead);
+    buf_free(&c->body);
+    memset(&c->ck, 0, sizeof(c->ck));
+    memset(&c->rck, 0, sizeof(c->rck));
+    clear_tried(c);
+    c->stale_retries = 0;
+    c->fresh_only = false;
+    c->resp_done = false;
+    c->up_reusable = false;
+    c->pass = 0;
+    c->status = 0;
+    c->bytes_out = 0;
+    c->ttfb_us = 0;
+    c->dechunk = false;
+    c->is_head = false;
+    c->send_cl = false;
+    c->head_deadline = 0;
+}
+
+static void body_complete(struct conn *c)
+{
+    if (c->send_cl || c->body.len > 0)
+        c->clhdr_len = (unsigned)snprintf(c->clhdr, sizeof(c->clhdr),
+                                          "Content-Length: %zu\r\n\r\n", c->body.len);
+    else
+        c->clhdr_len = (unsigned)snprintf(c->clhdr, sizeof(c->clhdr), "\r\n");
+    ev_timer_stop(c->w->loop, &c->timer);
+    if (c->admin) {
+        c->state = CS_UPSTREAM; /* "being answered" */
+        admin_handle(c);
+        return;
+    }
+    dispatch(c);
+}
+
+static void on_head(struct conn *c, int hl)
+{
+    const struct http1_msg *m = &c->req;
+    atomic_fetch_add(&srv(c)->stats.requests, 1);
+    c->t0_us = util_now_us();
+    c->minor = m->minor;
+    c->keep_alive = m->keep_alive && !atomic_load(&srv(c)->draining);
+    c->close_after = !c->keep_alive;
+    c->is_head = slice_eq_cstr(m->method, "HEAD");
+    c->req_framing = m->framing;
+    copy_for_log(c, m);
+    if (c->admin)
+        capture_admin_headers(c, m);
+    bool bodied_method = slice_eq_cstr(m->method, "POST") || slice_eq_cstr(m->method, "PUT") ||
+                         slice_eq_cstr(m->method, "PATCH");
+    c->send_cl = bodied_method || m->framing != HTTP1_BODY_NONE;
+    if (!c->admin) {
+        if (slice_eq_cstr(m->method, "CONNECT") || slice_eq_cstr(m->method, "TRACE")) {
+            buf_consume(&c->in, (size_t)hl);
+            c->state = CS_BODY;
+            conn_error(c, 405, "method not allowed", "invalid_request_error",
+                       "method_not_allowed");
+            return;
+        }
+        if (slice_starts_with(m->target, "/api/") || slice_eq_cstr(m->target, "/api")) {
+            /* The admin API never answers on the public port (hardening.md §6). */
+            c->rid[0] = '\0';
+            buf_consume(&c->in, (size_t)hl);
+            c->state = CS_BODY;
+            c->close_after = c->close_after || m->framing != HTTP1_BODY_NONE;
+            conn_error(c, 404, "not found", "invalid_request_error", "not_found");
+            return;
+        }
+        build_upstream_head(c, m);
+    }
+    buf_consume(&c->in, (size_t)hl);
+    c->body_left = m->framing == HTTP1_BODY_LENGTH ? m->content_length : 0;
+    c->state = CS_BODY;
+    if (m->expect_continue && m->framing != HTTP1_BODY_NONE &&
+        (m->framing == HTTP1_BODY_CHUNKED || c->in.len < c->body_left))
+        buf_append_str(&c->out, "HTTP/1.1 100 Continue\r\n\r\n");
+    if (m->framing == HTTP1_BODY_NONE) {
+        body_complete(c);
+        return;
+    }
+    if (c->admin && m->content_length > 65536) {
+        conn_error(c, 413, "admin request body over 64 KiB", "invalid_request_error",
+                   "body_too_large");
+        return;
+    }
+    arm(c, cfg(c)->body_timeout);
+}
+
+/* Moves body bytes from c->in into c->body. Returns false if the
+ * connection was answered with an error. */
+static bool take_body(struct conn *c)
+{
+    uint64_t max = c->admin ? 65536 : cfg(c)->limits.max_body;
+    if (c->req_framing == HTTP1_BODY_LENGTH) {
+        size_t n = (size_t)MIN((uint64_t)c->in.len, c->body_left);
+        if (n > 0) {
+            if (c->body.area == NULL && c->body_left > BUF_CHUNK)
+                buf_reserve(&c->body, (size_t)c->body_left);
+            buf_append(&c->body, buf_data(&c->in), n);
+            buf_consume(&c->in, n);
+            c->body_left -= n;
+        }
+        if (c->body_left == 0)
+            body_complete(c);
+        return true;
+    }
+    /* chunked */
+    while (c->in.len > 0) {
+        size_t used = 0;
+        struct slice d;
+        enum http1_chunk_rc rc = http1_chunked_decode(&c->ck, buf_data(&c->in), c->in.len, &used, &d);
+        if (rc == HTTP1_CHUNK_ERROR) {
+            conn_error(c, 400, c->ck.error_reason ? c->ck.error_reason : "bad chunked body",
+                       "invalid_request_error", "bad_request");
+            return false;
+        }
+        if (rc == HTTP1_CHUNK_DATA) {
+            if (c->body.len + d.len > max) {
+                conn_error(c, 413, "request body too large", "invalid_request_error",
+                           "body_too_large");
+                return false;
+            }
+            buf_append(&c->body, d.p, d.len);
+        }
+        buf_consume(&c->in, used);
+        if (rc == HTTP1_CHUNK_DONE) {
+            body_complete(c);
+            return true;
+        }
+    }
+    return true;
+}
+
+/* Reads what the client sent. Returns false if the connection closed. */
+static bool read_client(struct conn *c)
+{
+    while (c->rd_ready && !c->closed) {
+        size_t limit;
+        if (c->state == CS_HEAD)
+            limit = cfg(c)->limits.max_head + 1024;
+        else if (c->state == CS_BODY)
+            limit = BUF_CHUNK * 4;
+        else
+            limit = PIPELINE_MAX;
+        if (c->in.len >= limit)
+            return true; /* backpressure: leave rd_ready set */
+        char *p = buf_reserve(&c->in, 4096);
+        size_t room = MIN(buf_room(&c->in), limit - c->in.len + 1);
+        ssize_t r = read(c->io.fd, p, room);
+        if (r > 0) {
+            buf_commit(&c->in, (size_t)r);
+            continue;
+        }
+        if (r == 0) {
+            /* The client closed (or half-closed) its side. During a
+             * response that means it left: stop the upstream work now. */
+            c->rd_ready = false;
+            if (c->state == CS_HEAD && c->in.len == 0) {
+                conn_close(c);
+                return false;
+            }
+            if (c->state != CS_CLOSING) {
+                if (c->state == CS_HEAD || c->state == CS_BODY) {
+                    conn_close(c);
+                    return false;
+                }
+                log_debug("client left during response");
+                conn_close(c);
+                return false;
+            }
+            return true;
+        }
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN) {
+            c->rd_ready = false;
+            break;
+        }
+        conn_close(c);
+        return false;
+    }
+    if (c->in.len == 0)
+        buf_release(&c->in);
+    return !c->closed;
+}
+
+/* Runs the state machine as far as the buffered input allows. */
+static void drive(struct conn *c)
+{
+    for (int rounds = 0; rounds < 64 && !c->closed; rounds++) {
+        if (!read_client(c))
+            return;
+        if (c->state == CS_HEAD) {
+            if (c->in.len == 0) {
+                arm_head_timer(c);
+                break;
+            }
+            int hl = http1_parse_request(buf_data(&c->in), c->in.len, &c->req, &cfg(c)->limits);
+            if (hl == -2) {
+                arm_head_timer(c);
+                if (!c->rd_ready)
+                    break;
+                continue;
+            }
+            if (hl == -1) {
+                c->state = CS_BODY; /* unsynchronized: answer and close */
+                conn_error(c, c->req.error, c->req.error_reason, "invalid_request_error",
+                           c->req.error == 413 ? "body_too_large" : "bad_request");
+                return;
+            }
+            on_head(c, hl);
+            continue;
+        }
+        if (c->state == CS_BODY) {
+            if (!take_body(c))
+                return;
+            if (c->state == CS_BODY) {
+                if (!c->rd_ready)
+                    break;
+                continue;
+            }
+            continue;
+        }
+        break; /* UPSTREAM / RELAY / CLOSING advance on their own events */
+    }
+    if (!c->closed)
+        flush(c);
+}
+
+void conn_io_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
+{
+    struct conn *c = io->data;
+    UNUSED(loop);
+    if (events & EV_WRITE)
+        c->wr_ready = true;
+    if (events & EV_READ)
+        c->rd_ready = true;
+    if (events & EV_WRITE) {
+        flush(c);
+        if (c->closed)
+            return;
+        if (c->state == CS_RELAY && c->pass == 0 && c->out.len == 0) {
+            relay(c); /* the client drained: resume reading the upstream */
+            if (c->closed)
+                return;
+        }
+    }
+    drive(c);
+}
+
+/* ================================================================ dispatch */
+
+static void upstream_send(struct conn *c);
+
+static void up_timeout_cb(struct ev_loop *loop, struct ev_timer *t);
+static void up_failed(struct conn *c, const char *err);
+
+/* Picks a backend and starts the request on it. */
+static void dispatch(struct conn *c)
+{
+    struct server *s = srv(c);
+    c->state = CS_UPSTREAM;
+    for (;;) {
+        struct backend *b = reg_pick(&s->reg, c->tried, c->ntried, &c->w->rng, now_ms(c));
+        if (b == NULL) {
+            if (c->ntried == 0) {
+                atomic_fetch_add(&s->stats.no_backend, 1);
+                conn_error(c, 503, "no backend available", "server_error", "no_backend");
+            } else {
+                conn_error(c, 502, "every backend tried failed", "server_error",
+                           "upstream_error");
+            }
+            c->state = c->close_after ? CS_CLOSING : CS_HEAD;
+            if (c->state == CS_HEAD) {
+                reset_request(c);
+                flush(c);
+                if (!c->closed)
+                    drive(c);
+            }
+            return;
+        }
+        c->be = b;
+        int err = 0;
+        struct upconn *u = up_lease(c->w, b, c->fresh_only, &err);
+        if (u == NULL) {
+            log_debug("backend %s: connect: %s", b->spec.name, strerror(-err));
+            up_failed(c, up_err_connect);
+            return;
+        }
+        c->up = u;
+        u->c = c;
+        u->sent = 0;
+        u->got_bytes = false;
+        c->resp_done = false;
+        c->pass = 0;
+        http1_msg_reset(&c->req); /* reused below for the response head */
+        if (!u->connected) {
+            ev_timer_start(c->w->loop, &u->timer, cfg(c)->connect_timeout, up_timeout_cb, u);
+            return; /* the writable event completes the connect */
+        }
+        upstream_send(c);
+        return;
+    }
+}
+
+/* Writes the request (head, framing, body) to the upstream. */
+static void upstream_send(struct conn *c)
+{
+    struct upconn *u = c->up;
+    size_t total = c->uphead.len + c->clhdr_len + c->body.len;
+    while (u->wr_ready && u->sent < total) {
+        struct iovec iov[3];
+        int n = 0;
+        size_t off = u->sent;
+        const char *parts[3] = {buf_data(&c->uphead), c->clhdr, c->body.area ? buf_data(&c->body) : ""};
+        size_t lens[3] = {c->uphead.len, c->clhdr_len, c->body.len};
+        for (int i = 0; i < 3; i++) {
+            if (off >= lens[i]) {
+                off -= lens[i];
+                continue;
+            }
+            iov[n++] = (struct iovec){(char *)parts[i] + off, lens[i] - off};
+            off = 0;
+        }
+        ssize_t w = writev(u->io.fd, iov, n);
+        if (w == -1) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN) {
+                u->wr_ready = false;
+                break;
+            }
+            up_failed(c, u->reused && !u->got_bytes ? up_err_stale : up_err_reset);
+            return;
+        }
+        u->sent += (size_t)w;
+    }
+    if (u->sent == total)
+        ev_timer_start(c->w->loop, &u->timer, cfg(c)->response_timeout, up_timeout_cb, u);
+    else
+        ev_timer_start(c->w->loop, &u->timer, cfg(c)->send_timeout, up_timeout_cb, u);
+}
+
+/* Maps an upstream failure to a retry or a status, in one place
+ * (hardening.md §4). Nothing has reached the client when this runs. */
+static void up_failed(struct conn *c, const char *err)
+{
+    struct server *s = srv(c);
+    struct backend *b = c->be;
+    bool nothing_sent = c->up == NULL || c->up->sent == 0;
+    bool safe = err == up_err_connect || err == up_err_connect_timeout || err == up_err_stale;
+    int status = err == up_err_timeout || err == up_err_connect_timeout ? 504 : 502;
+
+    if (b != NULL) {
+        log_info("backend %s: %s (request %s %s)", b->spec.name, err, c->method, c->path);
+        atomic_fetch_add(&b->stats.failures, 1);
+        atomic_fetch_add(&b->stats.status[0], 1);
+        if (err == up_err_connect || err == up_err_connect_timeout) {
+            /* A refused or unreachable backend is down for certain: eject at
+             * once rather than after eject_after requests. */
+            pthread_mutex_lock(&s->reg.lock);
+            b->consecutive_failures = s->reg.eject_after ? s->reg.eject_after - 1 : 0;
+            pthread_mutex_unlock(&s->reg.lock);
+        }
+    }
+    if (err == up_err_stale && c->stale_retries < 2) {
+        /* The pooled connection raced its idle close: try the same backend
+         * on a fresh connection; this is not a failure of the backend. */
+        c->stale_retries++;
+        c->fresh_only = true;
+        if (c->up != NULL) {
+            c->up->c = NULL;
+            up_release(c->up, false);
+            c->up = NULL;
+        }
+        reg_release(&s->reg, b, false, now_ms(c));
+        backend_unref(b);
+        c->be = NULL;
+        dispatch(c);
+        return;
+    }
+    bool retry = false;
+    if (c->ntried + 1 < cfg(c)->max_tries) {
+        if (safe || (nothing_sent && err != up_err_timeout))
+            retry = true;
+        else if (err == up_err_reset && cfg(c)->retry_on_status)
+            retry = true; /* closed before the status line: allowed once (rule 3) */
+    }
+    if (b != NULL) {
+        c->tried[c->ntried++] = b;
+        backend_ref(b);
+    }
+    drop_upstream(c, true);
+    c->fresh_only = false;
+    if (retry && reg_has_alternative(&s->reg, c->tried, c->ntried, now_ms(c))) {
+        if (b != NULL)
+            atomic_fetch_add(&b->stats.retries, 1);
+        dispatch(c);
+        return;
+    }
+    conn_error(c, status, status == 504 ? "upstream timed out" : "upstream failed", "server_error",
+               status == 504 ? "upstream_timeout" : "upstream_error");
+    if (c->state == CS_UPSTREAM) { /* keep-alive survives our own error */
+        reset_request(c);
+        c->state = CS_HEAD;
+        flush(c);
+        if (!c->closed)
+            drive(c);
+    }
+}
+
+static void up_timeout_cb(struct ev_loop *loop, struct ev_timer *t)
+{
+    struct upconn *u = t->data;
+    struct conn *c = u->c;
+    UNUSED(loop);
+    if (c == NULL) { /* idle pooled connection past its lifetime */
+        up_release(u, false);
+        return;
+    }
+    if (!u->connected) {
+        up_failed(c, up_err_connect_timeout);
+        return;
+    }
+    if (c->state == CS_UPSTREAM) {
+        if (u->sent < c->uphead.len + c->clhdr_len + c->body.len)
+            up_failed(c, up_err_io);
+        else
+            up_failed(c, up_err_timeout);
+        return;
+    }
+    /* Idle between response bytes mid-stream: end it as truncated. */
+    log_info("backend %s: stream idle timeout", c->be ? c->be->spec.name : "?");
+    if (c->be)
+        atomic_fetch_add(&c->be->stats.failures, 1);
+    conn_close(c);
+}
+
+/* ================================================================ response */
+
+/* Builds the client's response head from the upstream's: same status and
+ * end-to-end headers, our own framing and connection handling. */
+static void build_client_head(struct conn *c, const struct http1_msg *r)
+{
+    struct buf *o = &c->out;
+    const struct http1_header *cl = NULL;
+    buf_reserve(o, 512);
+    buf_printf(o, "HTTP/1.1 %d %.*s\r\n", r->status, (int)r->reason.len, r->reason.p);
+    for (unsigned i = 0; i < r->nheaders; i++) {
+        const struct http1_header *h = &r->headers[i];
+        if (slice_case_eq_cstr(h->name, "content-length")) {
+            cl = h;
+            continue;
+        }
+        if (http1_is_hop_by_hop(r, h->name))
+            continue;
+        buf_append(o, h->name.p, h->name.len);
+        buf_append(o, ": ", 2);
+        buf_append(o, h->value.p, h->value.len);
+        buf_append(o, "\r\n", 2);
+    }
+    switch (c->resp_framing) {
+    case HTTP1_BODY_NONE:
+        if (c->is_head && cl != NULL && r->framing != HTTP1_BODY_CHUNKED)
+            buf_printf(o, "Content-Length: %.*s\r\n", (int)cl->value.len, cl->value.p);
+        else if (r->status >= 200 && r->status != 204 && r->status != 304 && !c->is_head)
+            buf_append_str(o, "Content-Length: 0\r\n");
+        break;
+    case HTTP1_BODY_LENGTH:
+        buf_printf(o, "Content-Length: %llu\r\n", (unsigned long long)c->resp_left);
+        break;
+    case HTTP1_BODY_CHUNKED:
+        if (c->minor == 1)
+            buf_append_str(o, "Transfer-Encoding: chunked\r\n");
+        else {
+            c->dechunk = true;
+            c->close_after = true;
+        }
+        break;
+    case HTTP1_BODY_CLOSE:
+        c->close_after = true;
+        break;
+    }
+    if (c->close_after || atomic_load(&srv(c)->draining)) {
+        c->close_after = true;
+        buf_append_str(o, "Connection: close\r\n");
+    } else if (c->minor == 0) {
+        buf_append_str(o, "Connection: keep-alive\r\n");
+    }
+    buf_append(o, "\r\n", 2);
+}
+
+static void finish_response(struct conn *c)
+{
+    struct server *s = srv(c);
+    struct backend *b = c->be;
+    int64_t dur_us = util_now_us() - c->t0_us;
+    bool failed = c->status >= 500;
+
+    atomic_fetch_add(&b->stats.requests, 1);
+    atomic_fetch_add(&b->stats.status[c->status / 100], 1);
+    atomic_fetch_add(&b->stats.bytes_out, c->bytes_out);
+    atomic_fetch_add(&b->stats.lat_sum_us, (uint64_t)dur_us);
+    atomic_fetch_add(&b->stats.ttfb_sum_us, (uint64_t)c->ttfb_us);
+    unsigned k = 0;
+    while (k < REG_LAT_BUCKETS && (double)dur_us / 1e6 > reg_lat_bounds[k])
+        k++;
+    atomic_fetch_add(&b->stats.lat_count[k], 1);
+    atomic_fetch_add(&s->stats.responses[c->status / 100], 1);
+    worker_log_access(c, b->spec.name);
+
+    struct upconn *u = c->up;
+    c->up = NULL;
+    u->c = NULL;
+    up_release(u, c->up_reusable && u->in.len == 0 && !atomic_load(&s->draining));
+    reg_release(&s->reg, b, failed, now_ms(c));
+    backend_unref(b);
+    c->be = NULL;
+    if (c->close_after) {
+        c->state = CS_CLOSING;
+        arm(c, cfg(c)->send_timeout);
+        flush(c);
+        return;
+    }
+    reset_request(c);
+    c->state = CS_HEAD;
+    drive(c); /* the next pipelined request may already be buffered */
+}
+
+/* Frames what the upstream buffer holds: how many bytes may pass to the
+ * client, and whether the message is complete. Returns false on a framing
+ * error (the upstream broke the protocol mid-response). */
+static bool frame_upstream(struct conn *c)
+{
+    struct buf *in = &c->up->in;
+    if (c->pass > 0 || c->resp_done)
+        return true;
+    switch (c->resp_framing) {
+    case HTTP1_BODY_NONE:
+        c->resp_done = true;
+        break;
+    case HTTP1_BODY_LENGTH:
+        c->pass = (size_t)MIN((uint64_t)in->len, c->resp_left);
+        c->resp_left -= c->pass;
+        c->resp_done = c->resp_left == 0;
+        break;
+    case HTTP1_BODY_CLOSE:
+        c->pass = in->len;
+        break;
+    case HTTP1_BODY_CHUNKED: {
+        size_t off = 0;
+        while (off < in->len) {
+            size_t used = 0;
+            struct slice d;
+            enum http1_chunk_rc rc =
+                http1_chunked_decode(&c->rck, buf_data(in) + off, in->len - off, &used, &d);
+            if (rc == HTTP1_CHUNK_ERROR)
+                return false;
+            if (c->dechunk && rc == HTTP1_CHUNK_DATA)
+                buf_append(&c->out, d.p, d.len);
+            off += used;
+            if (rc == HTTP1_CHUNK_DONE) {
+                c->resp_done = true;
+                break;
+            }
+        }
+        if (c->dechunk) {
+            c->bytes_out += off;
+            buf_consume(in, off);
+        } else {
+            c->pass = off;
+        }
+        break;
+    }
+    }
+    return true;
+}
+
+/* Moves response bytes from the upstream to the client, reading the
+ * upstream only when the client has taken everything before. */
+static void relay(struct conn *c)
+{
+    struct upconn *u = c->up;
+    for (int rounds = 0; rounds < 64 && !c->closed && c->up == u; rounds++) {
+        if (!frame_upstream(c)) {
+            log_info("backend %s: invalid framing mid-response", c->be->spec.name);
+            atomic_fetch_add(&c->be->stats.failures, 1);
+            conn_close(c); /* truncated, never a fake clean end */
+            return;
+        }
+        flush(c);
+        if (c->closed)
+            return;
+        if (c->pass > 0 || c->out.len > 0)
+            return; /* client is slow: wait for its EV_WRITE; upstream not read */
+        if (c->resp_done) {
+            if (u->in.len > 0 || (u->eof && c->resp_framing != HTTP1_BODY_CLOSE))
+                c->up_reusable = false; /* extra bytes after the message: never reuse */
+            finish_response(c);
+            return;
+        }
+        if (u->eof) {
+            if (c->resp_framing == HTTP1_BODY_CLOSE) {
+                c->resp_done = true;
+                c->up_reusable = false;
+                continue;
+            }
+            log_info("backend %s: closed mid-response", c->be->spec.name);
+            atomic_fetch_add(&c->be->stats.failures, 1);
+            conn_close(c);
+            return;
+        }
+        if (!u->rd_ready) {
+            ev_timer_start(c->w->loop, &u->timer, cfg(c)->stream_idle_timeout, up_timeout_cb, u);
+            return;
+        }
+        char *p = buf_reserve(&u->in, BUF_CHUNK / 4);
+        ssize_t r = read(u->io.fd, p, buf_room(&u->in));
+        if (r > 0) {
+            buf_commit(&u->in, (size_t)r);
+            continue;
+        }
+        if (r == 0) {
+            u->eof = true;
+            u->rd_ready = false;
+            continue;
+        }
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN) {
+            u->rd_ready = false;
+            continue;
+        }
+        u->eof = true;
+        u->rd_ready = false;
+    }
+}
+
+/* The response head is complete in u->in: decide between retry and relay. */
+static void on_response_head(struct conn *c, int hl)
+{
+    struct upconn *u = c->up;
+    const struct http1_msg *r = &c->req;
+    int st = r->status;
+
+    if (st >= 100 && st < 200) {
+        buf_consume(&u->in, (size_t)hl);
+        http1_msg_reset(&c->req);
+        if (st == 101) {
+            up_failed(c, up_err_bad);
+        }
+        return; /* interim response: we answered Expect ourselves */
+    }
+    if ((st == 502 || st == 503 || st == 429) && cfg(c)->retry_on_status &&
+        c->ntried + 1 < cfg(c)->max_tries) {
+        struct backend *b = c->be;
+        c->tried[c->ntried] = b; /* tentatively, to ask for an alternative */
+        bool alt = reg_has_alternative(&srv(c)->reg, c->tried, c->ntried + 1, now_ms(c));
+        if (alt) {
+            log_info("backend %s answered %d: retrying elsewhere", b->spec.name, st);
+            atomic_fetch_add(&b->stats.retries, 1);
+            atomic_fetch_add(&b->stats.status[st / 100], 1);
+            backend_ref(b);
+            c->ntried++;
+            drop_upstream(c, st != 429);
+            dispatch(c);
+            return;
+        }
+    }
+    c->status = st;
+    c->ttfb_us = util_now_us() - c->t0_us;
+    c->resp_framing = r->framing;
+    c->resp_left = r->content_length;
+    c->up_reusable = r->keep_alive && !r->cl_and_te && r->framing != HTTP1_BODY_CLOSE;
+    build_client_head(c, r);
+    buf_consume(&u->in, (size_t)hl);
+    ev_timer_stop(c->w->loop, &u->timer);
+    c->state = CS_RELAY;
+    relay(c);
+}
+
+/* Upstream readiness while waiting for the response head. */
+static void read_response_head(struct conn *c)
+{
+    struct upconn *u = c->up;
+    struct http1_limits lim = cfg(c)->limits;
+    lim.max_body = 0;
+    for (;;) {
+        if (u->in.len > 0) {
+            int hl = http1_parse_response(buf_data(&u->in), u->in.len, &c->req, &lim, c->is_head);
+            if (hl == -1) {
+                log_info("backend %s: %s", c->be->spec.name, c->req.error_reason);
+                up_failed(c, up_err_bad);
+                return;
+            }
+            if (hl > 0) {
+                on_response_head(c, hl);
+                if (c->closed || c->state != CS_UPSTREAM || c->up != u)
+                    return;
+                continue;
+            }
+        }
+        if (u->eof) {
+            up_failed(c, u->reused && !u->got_bytes ? up_err_stale : up_err_reset);
+            return;
+        }
+        if (!u->rd_ready)
+            return;
+        char *p = buf_reserve(&u->in, BUF_CHUNK / 4);
+        ssize_t r = read(u->io.fd, p, buf_room(&u->in));
+        if (r > 0) {
+            buf_commit(&u->in, (size_t)r);
+            u->got_bytes = true;
+            continue;
+        }
+        if (r == 0 || (errno != EINTR && errno != EAGAIN)) {
+            u->eof = true;
+            u->rd_ready = false;
+            continue;
+        }
+        if (errno == EAGAIN)
+            u->rd_ready = false;
+    }
+}
+
+static void up_io_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
+{
+    struct upconn *u = io->data;
+    struct conn *c = u->c;
+    UNUSED(loop);
+    if (events & EV_READ)
+        u->rd_ready = true;
+    if (events & EV_WRITE)
+        u->wr_ready = true;
+    if (c == NULL) {
+        /* Idle in the pool: any readiness but writable means the backend
+         * closed it or sent something unasked. Either way it is done. */
+        if (events & (EV_READ | EV_ERROR))
+            up_release(u, false);
+        return;
+    }
+    if (!u->connected) {
+        if (!(events & (EV_WRITE | EV_ERROR)))
+            return;
+        int e = net_connect_result(io->fd);
+        if (e != 0) {
+            log_debug("connect to %s: %s", u->be->spec.name, strerror(-e));
+            up_failed(c, up_err_connect);
+            return;
+        }
+        u->connected = true;
+        ev_timer_stop(loop, &u->timer);
+    }
+    if (c->state == CS_UPSTREAM) {
+        upstream_send(c);
+        if (c->closed || c->up != u)
+            return;
+        read_response_head(c);
+        return;
+    }
+    if (c->state == CS_RELAY)
+        relay(c);
+}
+
+/* Exported for upstream.c so new connections use the same callback. */
+ev_io_cb *const conn_up_io_cb = up_io_cb;
+
+/* Completes a request the balancer answered itself (admin API). */
+void conn_local_done(struct conn *c)
+{
+    worker_log_access(c, "-");
+    if (c->close_after) {
+        c->state = CS_CLOSING;
+        arm(c, cfg(c)->send_timeout);
+        flush(c);
+        return;
+    }
+    reset_request(c);
+    c->state = CS_HEAD;
+    flush(c);
+    if (!c->closed)
+        drive(c);
+}

@@ -1,0 +1,108 @@
+/* SPDX-License-Identifier: MIT
+ * The four policies. All respect weights; "least" and "p2c" also respect
+ * live load, which matters for LLM servers that do one generation at a time
+ * (protocols.md §1.10): weight alone piles requests onto busy backends.
+ *
+ *   random  weighted random: the original demo's balancer, kept for parity
+ *   wrr     smooth weighted round robin (nginx's): deterministic, evenly
+ *           interleaved (weights 3:1 give a a b a, a a b a, ...)
+ *   least   lowest in-flight per unit of weight; ties go to the backend
+ *           with the larger weight, then round robin among equals
+ *   p2c     power of two choices: two weighted-random candidates, the less
+ *           loaded wins; near-least quality at O(1) per pick */
+#include <stdatomic.h>
+#include <string.h>
+
+#include "lb.h"
+#include "registry.h"
+#include "util.h"
+
+static struct backend *pick_weighted_random(struct backend *const *cand, unsigned n,
+                                            uint64_t *rng)
+{
+    uint64_t total = 0;
+    for (unsigned i = 0; i < n; i++)
+        total += cand[i]->spec.weight;
+    uint64_t r = util_rand64(rng) % total;
+    for (unsigned i = 0; i < n; i++) {
+        if (r < cand[i]->spec.weight)
+            return cand[i];
+        r -= cand[i]->spec.weight;
+    }
+    return cand[n - 1];
+}
+
+static struct backend *pick_wrr(struct backend *const *cand, unsigned n, uint64_t *rng)
+{
+    int64_t total = 0;
+    struct backend *best = NULL;
+    UNUSED(rng);
+    for (unsigned i = 0; i < n; i++) {
+        struct backend *b = cand[i];
+        b->wrr_current += b->spec.weight;
+        total += b->spec.weight;
+        if (best == NULL || b->wrr_current > best->wrr_current)
+            best = b;
+    }
+    best->wrr_current -= total;
+    return best;
+}
+
+/* Compares load a/wa with b/wb without division: <0 if a is less loaded. */
+static int cmp_load(unsigned a, unsigned wa, unsigned b, unsigned wb)
+{
+    uint64_t l = (uint64_t)a * wb, r = (uint64_t)b * wa;
+    return l < r ? -1 : l > r ? 1 : 0;
+}
+
+static struct backend *pick_least(struct backend *const *cand, unsigned n, uint64_t *rng)
+{
+    /* Among equally loaded backends, a rotating start spreads picks instead
+     * of always favouring the first in the list. */
+    unsigned start = (unsigned)(util_rand64(rng) % n);
+    struct backend *best = NULL;
+    unsigned best_load = 0;
+    for (unsigned k = 0; k < n; k++) {
+        struct backend *b = cand[(start + k) % n];
+        unsigned load = atomic_load_explicit(&b->inflight, memory_order_relaxed) + 1;
+        if (best == NULL) {
+            best = b;
+            best_load = load;
+            continue;
+        }
+        int c = cmp_load(load, b->spec.weight, best_load, best->spec.weight);
+        if (c < 0 || (c == 0 && b->spec.weight > best->spec.weight)) {
+            best = b;
+            best_load = load;
+        }
+    }
+    return best;
+}
+
+static struct backend *pick_p2c(struct backend *const *cand, unsigned n, uint64_t *rng)
+{
+    if (n == 1)
+        return cand[0];
+    struct backend *a = pick_weighted_random(cand, n, rng);
+    struct backend *b = pick_weighted_random(cand, n, rng);
+    for (int tries = 0; b == a && tries < 4; tries++)
+        b = pick_weighted_random(cand, n, rng);
+    unsigned la = atomic_load_explicit(&a->inflight, memory_order_relaxed) + 1;
+    unsigned lb = atomic_load_explicit(&b->inflight, memory_order_relaxed) + 1;
+    return cmp_load(lb, b->spec.weight, la, a->spec.weight) < 0 ? b : a;
+}
+
+const struct lb_ops lb_random = {"random", pick_weighted_random};
+const struct lb_ops lb_wrr = {"wrr", pick_wrr};
+const struct lb_ops lb_least = {"least", pick_least};
+const struct lb_ops lb_p2c = {"p2c", pick_p2c};
+
+static const struct lb_ops *const policies[] = {&lb_random, &lb_wrr, &lb_least, &lb_p2c};
+
+const struct lb_ops *lb_find(const char *name)
+{
+    for (size_t i = 0; i < ARRAY_SIZE(policies); i++)
+        if (strcmp(policies[i]->name, name) == 0)
+            return policies[i];
+    return NULL;
+}

@@ -1,0 +1,233 @@
+/* SPDX-License-Identifier: MIT
+ * llamalb: entry point. Parses the configuration, binds the listeners
+ * (printing "listening on" lines before serving), starts the workers and
+ * turns signals into actions: SIGTERM/SIGINT drain and exit 0, SIGHUP
+ * reloads the config file's backends and policy without dropping a request.
+ * Signals are confined to this file (a WASI build has none: it drains
+ * through POST /api/drain instead). */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "lb.h"
+#include "log.h"
+#include "proxy.h"
+#include "util.h"
+
+static struct server server;
+static int saved_argc;
+static char **saved_argv;
+
+void server_start_drain(struct server *s)
+{
+    if (atomic_exchange(&s->draining, true))
+        return;
+    atomic_store(&s->drain_deadline, util_now_ms() + s->cfg.drain_timeout);
+    log_info("draining: no new connections; finishing in-flight requests (cap %lld ms)",
+             (long long)s->cfg.drain_timeout);
+    for (unsigned i = 0; i < s->nworkers; i++)
+        ev_wake(s->workers[i].loop);
+}
+
+/* Re-reads the configuration and applies what can change live: the static
+ * backends (in-flight requests keep their backend until they finish) and
+ * the policy. Listeners, workers and limits need a restart. */
+static void reload(struct server *s)
+{
+    struct cfg n;
+    char err[512];
+    cfg_defaults(&n);
+    if (cfg_parse_args(&n, saved_argc, saved_argv, err, sizeof(err)) != 0) {
+        log_error("reload failed, keeping the running configuration: %s", err);
+        cfg_free(&n);
+        return;
+    }
+    char rerr[NET_ERR_LEN];
+    int r = reg_replace(&s->reg, REG_SOURCE_STATIC, n.backends, n.nbackends, 0, rerr);
+    if (r < 0) {
+        log_error("reload failed, keeping the running configuration: %s", rerr);
+        cfg_free(&n);
+        return;
+    }
+    pthread_mutex_lock(&s->reg.lock);
+    s->reg.policy = n.policy;
+    pthread_mutex_unlock(&s->reg.lock);
+    for (unsigned i = 0; i < s->nworkers; i++)
+        ev_wake(s->workers[i].loop);
+    log_info("reloaded: %u static backends, policy %s", n.nbackends, n.policy->name);
+    cfg_free(&n);
+}
+
+static void *signal_thread(void *arg)
+{
+    sigset_t *set = arg;
+    for (;;) {
+        int sig;
+        if (sigwait(set, &sig) != 0)
+            continue;
+        if (sig == SIGHUP)
+            reload(&server);
+        else
+            server_start_drain(&server);
+    }
+    return NULL;
+}
+
+static unsigned default_max_conns(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+        /* Raise the soft limit to the hard one, as nginx' worker_rlimit_nofile. */
+        if (rl.rlim_cur < rl.rlim_max) {
+            rl.rlim_cur = rl.rlim_max;
+            setrlimit(RLIMIT_NOFILE, &rl);
+            getrlimit(RLIMIT_NOFILE, &rl);
+        }
+        /* Each client connection may need an upstream one too. */
+        rlim_t n = rl.rlim_cur > 64 ? (rl.rlim_cur - 64) / 2 : 16;
+        return n > 1000000 ? 1000000 : (unsigned)n;
+    }
+    return 1024;
+}
+
+static int open_access_log(const struct cfg *c)
+{
+    if (strcmp(c->access_log, "off") == 0)
+        return -1;
+    if (strcmp(c->access_log, "stderr") == 0)
+        return STDERR_FILENO;
+    if (strcmp(c->access_log, "-") == 0)
+        return STDOUT_FILENO;
+    int fd = open(c->access_log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    if (fd == -1)
+        log_error("access log %s: %s; logging to stderr", c->access_log, strerror(errno));
+    return fd == -1 ? STDERR_FILENO : fd;
+}
+
+int main(int argc, char **argv)
+{
+    struct server *s = &server;
+    char err[512], nerr[NET_ERR_LEN];
+
+    saved_argc = argc;
+    saved_argv = argv;
+    cfg_defaults(&s->cfg);
+    int r = cfg_parse_args(&s->cfg, argc, argv, err, sizeof(err));
+    if (r == 1)
+        return 0;
+    if (r != 0) {
+        fprintf(stderr, "llamalb: %s\n", err);
+        return 2;
+    }
+    if (cfg_load_token(&s->cfg, err, sizeof(err)) != 0) {
+        fprintf(stderr, "llamalb: %s\n", err);
+        return 2;
+    }
+    s->admin_enabled = strcmp(s->cfg.admin_listen, "off") != 0;
+    if (net_parse_addr(s->cfg.listen, false, true, &s->listen_addr, nerr) != 0 ||
+        (s->admin_enabled &&
+         net_parse_addr(s->cfg.admin_listen, false, true, &s->admin_addr, nerr) != 0)) {
+        fprintf(stderr, "llamalb: %s\n", nerr);
+        return 2;
+    }
+    if (s->admin_enabled && !net_addr_is_loopback(&s->admin_addr) &&
+        s->cfg.admin_token[0] == '\0') {
+        fprintf(stderr, "llamalb: the admin listener %s is not loopback: an admin token is "
+                        "required (--admin-token-file or LLAMALB_ADMIN_TOKEN)\n",
+                s->cfg.admin_listen);
+        return 2;
+    }
+    unsigned nworkers = s->cfg.workers;
+    if (nworkers == 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        nworkers = n > 0 ? (unsigned)MIN(n, 64) : 1;
+    }
+    reg_init(&s->reg, nworkers, s->cfg.policy);
+    s->reg.eject_after = s->cfg.eject_after;
+    s->reg.eject_base_ms = s->cfg.eject_time;
+    s->reg.eject_max_ms = s->cfg.eject_max_time;
+    for (unsigned i = 0; i < s->cfg.nbackends; i++) {
+        if (reg_upsert(&s->reg, &s->cfg.backends[i], REG_SOURCE_STATIC, nerr) < 0) {
+            fprintf(stderr, "llamalb: %s\n", nerr);
+            return 2;
+        }
+    }
+    if (s->cfg.check_only) {
+        printf("llamalb: configuration ok (%u backends, policy %s, %u workers)\n",
+               s->cfg.nbackends, s->cfg.policy->name, nworkers);
+        reg_deinit(&s->reg);
+        cfg_free(&s->cfg);
+        return 0;
+    }
+    s->max_conns = s->cfg.max_conns ? s->cfg.max_conns : default_max_conns();
+    s->access_fd = open_access_log(&s->cfg);
+    s->started_ms = util_now_ms();
+    signal(SIGPIPE, SIG_IGN);
+
+    /* Listeners: worker 0 binds first (resolving port 0), the others bind
+     * the same address with SO_REUSEPORT so the kernel spreads accepts. */
+    int *lfds = xcalloc(nworkers, sizeof(int));
+    for (unsigned i = 0; i < nworkers; i++) {
+        lfds[i] = net_listen(&s->listen_addr, 1024, true, nerr);
+        if (lfds[i] < 0) {
+            fprintf(stderr, "llamalb: %s\n", nerr);
+            return 1;
+        }
+        if (i == 0)
+            net_local_addr(lfds[0], &s->listen_addr);
+    }
+    int afd = -1;
+    if (s->admin_enabled) {
+        afd = net_listen(&s->admin_addr, 128, false, nerr);
+        if (afd < 0) {
+            fprintf(stderr, "llamalb: %s\n", nerr);
+            return 1;
+        }
+        net_local_addr(afd, &s->admin_addr);
+    }
+    char a1[NET_ADDRSTR_LEN], a2[NET_ADDRSTR_LEN];
+    net_addr_str(&s->listen_addr, a1, sizeof(a1));
+    net_addr_str(&s->admin_addr, a2, sizeof(a2));
+    printf("listening on %s\n", a1);
+    if (s->admin_enabled)
+        printf("admin listening on %s\n", a2);
+    fflush(stdout);
+
+    s->workers = xcalloc(nworkers, sizeof(*s->workers));
+    s->nworkers = nworkers;
+    for (unsigned i = 0; i < nworkers; i++) {
+        if (worker_init(&s->workers[i], s, i, lfds[i], i == 0 ? afd : -1) != 0) {
+            fprintf(stderr, "llamalb: cannot start worker %u\n", i);
+            return 1;
+        }
+    }
+    free(lfds);
+    log_info("llamalb %s: %u workers, policy %s, %u backends, max %u connections",
+             LLAMALB_VERSION, nworkers, s->cfg.policy->name, s->cfg.nbackends, s->max_conns);
+
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    pthread_t st;
+    pthread_create(&st, NULL, signal_thread, &set);
+    pthread_detach(st);
+    for (unsigned i = 0; i < nworkers; i++)
+        pthread_create(&s->workers[i].thread, NULL, worker_main, &s->workers[i]);
+    for (unsigned i = 0; i < nworkers; i++)
+        pthread_join(s->workers[i].thread, NULL);
+    for (unsigned i = 0; i < nworkers; i++)
+        worker_free(&s->workers[i]);
+    free(s->workers);
+    reg_deinit(&s->reg);
+    cfg_free(&s->cfg);
+    log_info("stopped");
+    return 0;
+}

@@ -1,0 +1,223 @@
+/* SPDX-License-Identifier: MIT
+ * The balancer's process-wide state (struct server), its worker threads
+ * (struct worker), and the two connection kinds they run: client
+ * connections (struct conn) and upstream connections (struct upconn).
+ *
+ * One event loop per worker; each worker has its own public listening
+ * socket (SO_REUSEPORT: the kernel spreads connections), its own upstream
+ * pools, and touches only its own connections. What workers share is the
+ * registry (backends, in-flight counts, health) and the counters below,
+ * all atomics or behind the registry lock.
+ *
+ * Request path (design.md §2), all inside one worker:
+ *
+ *   accept -> CS_HEAD: read + strict parse of the head; bad -> 4xx + close
+ *          -> CS_BODY: read the body (CL or chunked, bounded, de-chunked)
+ *          -> dispatch: policy picks a backend; lease a pooled upstream
+ *             connection or connect; write the rewritten head + body
+ *          -> CS_UPSTREAM: read + strict parse of the response head;
+ *             connect errors and (optionally) 502/503/429 retry elsewhere
+ *             while nothing has reached the client
+ *          -> CS_RELAY: relay the body as it arrives, never buffering more
+ *             than one read; a slow client stops upstream reads
+ *          -> finish: upstream connection back to the pool (or closed),
+ *             access log + metrics, next pipelined request or close */
+#ifndef LLAMALB_PROXY_H
+#define LLAMALB_PROXY_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "config.h"
+#include "ev.h"
+#include "http1.h"
+#include "list.h"
+#include "net.h"
+#include "registry.h"
+
+struct worker;
+
+/* Process-wide counters for /metrics (per-backend ones live in the registry). */
+struct server_stats {
+    atomic_uint_fast64_t conns_accepted;
+    atomic_uint_fast64_t conns_active;
+    atomic_uint_fast64_t requests;          /* requests whose head was accepted */
+    atomic_uint_fast64_t responses[6];      /* by class, including our own errors */
+    atomic_uint_fast64_t local_errors[600]; /* responses the balancer made itself, by status */
+    atomic_uint_fast64_t no_backend;        /* 503: nothing eligible */
+    atomic_uint_fast64_t aborted_streams;   /* client left, or upstream died mid-response */
+    atomic_uint_fast64_t admin_changes;
+    atomic_uint_fast64_t admin_auth_failures;
+};
+
+struct server {
+    struct cfg cfg;             /* settings; immutable while workers run, except backends */
+    struct registry reg;
+    struct worker *workers;
+    unsigned nworkers;
+    struct net_addr listen_addr;   /* resolved (port 0 replaced) */
+    struct net_addr admin_addr;
+    bool admin_enabled;
+    unsigned max_conns;
+    atomic_bool draining;       /* SIGTERM or POST /api/drain: stop accepting, finish, exit */
+    atomic_int_fast64_t drain_deadline; /* ms, monotonic */
+    int access_fd;              /* -1 = off */
+    struct server_stats stats;
+    int64_t started_ms;
+};
+
+struct worker {
+    unsigned id;
+    struct server *srv;
+    struct ev_loop *loop;
+    pthread_t thread;
+    int lfd;                    /* public listener, -1 once closed */
+    struct ev_io lio;
+    int afd;                    /* admin listener (worker 0 only), else -1 */
+    struct ev_io aio;
+    struct ev_timer accept_timer; /* resumes accepting after EMFILE or at max_conns */
+    bool accept_paused;
+    struct list conns;          /* live client connections */
+    struct list graveyard_c;    /* closed conns, freed before sleep */
+    struct list graveyard_u;    /* closed upconns, freed before sleep */
+    struct list idle_up;        /* every idle upconn of this worker, any backend */
+    unsigned nconns;
+    uint64_t rng;               /* PRNG state for policies and request ids */
+    uint_fast64_t reg_version;  /* registry version the pools were last pruned at */
+    struct buf alog;            /* access log lines, one write per loop iteration */
+    bool draining;              /* this worker has started draining */
+    struct ev_timer drain_timer;
+};
+
+enum conn_state {
+    CS_HEAD = 0,  /* reading a request head, or idle between requests */
+    CS_BODY,      /* reading the request body */
+    CS_UPSTREAM,  /* request dispatched, waiting for the response head */
+    CS_RELAY,     /* relaying the response body */
+    CS_CLOSING,   /* flushing our last bytes, then close */
+};
+
+/* Admin request details that must outlive the head parse (admin conns only). */
+struct admin_req {
+    char auth[300];             /* Authorization header value, truncated */
+    bool has_auth, has_origin, has_ctype, json_ctype;
+};
+
+/* A client connection. Owned by its worker (on worker->conns); freed before
+ * sleep after conn_close() put it on the graveyard. */
+struct conn {
+    struct list link;
+    struct worker *w;
+    struct ev_io io;
+    bool admin;                 /* accepted on the admin listener */
+    bool rd_ready, wr_ready;    /* edge-triggered readiness not yet consumed */
+    bool closed;
+    enum conn_state state;
+    struct buf in;              /* bytes from the client not yet consumed */
+    struct buf out;             /* bytes for the client: our heads, errors, de-chunked data */
+    struct ev_timer timer;      /* header, body, keep-alive and send deadlines */
+    int64_t head_deadline;      /* ms: absolute deadline of the current head */
+    struct net_addr peer;
+
+    /* the request being served */
+    struct http1_msg req;       /* head parse state; header slices valid only during parse */
+    struct buf uphead;          /* rewritten head for the upstream, without framing */
+    struct buf body;            /* request body, de-chunked */
+    char clhdr[40];             /* "Content-Length: N\r\n\r\n" or "\r\n" */
+    unsigned clhdr_len;
+    bool send_cl;               /* method or body calls for an explicit Content-Length */
+    enum http1_framing req_framing;
+    uint64_t body_left;
+    struct http1_chunked ck;
+    bool is_head;
+    bool keep_alive;            /* client wants the connection kept */
+    int minor;                  /* client's HTTP/1.<minor> */
+    char method[16];
+    char path[200];             /* for logs and admin routing (truncated) */
+    char rid[36];               /* X-Request-Id */
+    int64_t t0_us;              /* head complete */
+    struct admin_req *ar;
+
+    /* upstream side */
+    struct upconn *up;
+    struct backend *be;         /* referenced; in-flight slot held */
+    struct backend *tried[REG_MAX_TRIES];
+    unsigned ntried;
+    unsigned stale_retries;
+    bool fresh_only;            /* after a stale pooled connection: connect anew */
+
+    /* the response being relayed */
+    enum http1_framing resp_framing;
+    uint64_t resp_left;
+    struct http1_chunked rck;
+    bool dechunk;               /* HTTP/1.0 client: strip chunked framing */
+    bool close_after;           /* close the client connection after this response */
+    bool resp_done;             /* the upstream message is complete */
+    bool up_reusable;
+    size_t pass;                /* validated bytes at the front of up->in to forward */
+    int status;
+    uint64_t bytes_out;
+    int64_t ttfb_us;
+};
+
+/* An upstream connection: leased to one conn, or idle in its backend's pool
+ * for this worker. Holds a reference to its backend. */
+struct upconn {
+    struct list link;           /* pool idle list or worker graveyard */
+    struct list wlink;          /* worker's list of all its idle upconns */
+    struct worker *w;
+    struct ev_io io;
+    struct backend *be;
+    struct conn *c;             /* owner while leased, NULL when idle */
+    struct buf in;
+    struct ev_timer timer;      /* connect, response and idle deadlines */
+    bool connected, rd_ready, wr_ready, reused, closed, eof;
+    bool got_bytes;             /* any response byte arrived on this lease */
+    size_t sent;                /* request bytes written on this lease */
+    unsigned uses;
+};
+
+/* conn.c */
+void conn_accept(struct worker *w, int fd, const struct net_addr *peer, bool admin);
+void conn_close(struct conn *c);
+/* Starts draining a client connection: close it if idle, else after its response. */
+void conn_drain(struct conn *c);
+/* Queues a complete response made by the balancer (error bodies, admin). */
+void conn_respond(struct conn *c, int status, const char *ctype, const char *body, size_t len,
+                  const char *extra_headers);
+/* An OpenAI-style JSON error: {"error":{"message","type","param","code"}}. */
+void conn_error(struct conn *c, int status, const char *message, const char *type,
+                const char *code);
+const char *http_reason(int status);
+
+/* Completes a request the balancer answered itself (admin API). */
+void conn_local_done(struct conn *c);
+/* Frees a closed conn (before-sleep only). */
+void conn_free(struct conn *c);
+ev_io_cb conn_io_cb;
+
+/* upstream.c */
+struct upconn *up_lease(struct worker *w, struct backend *b, bool fresh_only, int *err);
+void up_release(struct upconn *u, bool reuse);
+void up_prune_removed(struct worker *w);
+void up_close_idle_all(struct worker *w);
+void up_free(struct upconn *u);
+extern ev_io_cb *const conn_up_io_cb;
+
+/* admin.c */
+void admin_handle(struct conn *c);
+
+/* worker.c */
+int worker_init(struct worker *w, struct server *s, unsigned id, int lfd, int afd);
+void *worker_main(void *arg);
+void worker_free(struct worker *w);
+void worker_log_access(struct conn *c, const char *backend);
+void worker_conn_closed(struct worker *w);
+
+/* main.c: starts draining every worker (SIGTERM, POST /api/drain). */
+void server_start_drain(struct server *s);
+
+#endif

@@ -1,0 +1,519 @@
+/* SPDX-License-Identifier: MIT
+ * The shared backend set: specs, validation, updates, picks, health. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "buf.h"
+#include "json.h"
+#include "lb.h"
+#include "log.h"
+#include "registry.h"
+#include "util.h"
+
+const double reg_lat_bounds[REG_LAT_BUCKETS] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                                                0.5,   1,    2.5,   5,    10,  30};
+
+void reg_init(struct registry *r, unsigned nworkers, const struct lb_ops *policy)
+{
+    memset(r, 0, sizeof(*r));
+    pthread_mutex_init(&r->lock, NULL);
+    r->nworkers = nworkers;
+    r->policy = policy;
+    r->eject_after = 5;
+    r->eject_base_ms = 30000;
+    r->eject_max_ms = 300000;
+}
+
+void backend_unref(struct backend *b)
+{
+    if (b == NULL || atomic_fetch_sub(&b->refs, 1) != 1)
+        return;
+    free(b->pools);
+    free(b);
+}
+
+void reg_deinit(struct registry *r)
+{
+    for (unsigned i = 0; i < r->n; i++) {
+        atomic_store(&r->v[i]->removed, true);
+        backend_unref(r->v[i]);
+    }
+    free(r->v);
+    r->v = NULL;
+    r->n = r->cap = 0;
+    pthread_mutex_destroy(&r->lock);
+}
+
+/* ---------------------------------------------------------------- specs */
+
+static bool name_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > REG_NAME_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '_' || c == '.' || c == '/' || c == ':'))
+            return false;
+    }
+    return true;
+}
+
+int reg_spec_check(const struct backend_spec *s, struct net_addr *addr, char *err)
+{
+    char a[NET_ADDRSTR_LEN + 8];
+    if (!name_ok(s->name)) {
+        snprintf(err, NET_ERR_LEN,
+                 "invalid backend name: 1-253 characters of A-Z a-z 0-9 - _ . / :");
+        return -EINVAL;
+    }
+    if (s->port < 1 || s->port > 65535) {
+        snprintf(err, NET_ERR_LEN, "invalid port %d: must be 1-65535", s->port);
+        return -EINVAL;
+    }
+    if (s->weight > REG_MAX_WEIGHT) {
+        snprintf(err, NET_ERR_LEN, "invalid weight %u: must be 0-%d", s->weight, REG_MAX_WEIGHT);
+        return -EINVAL;
+    }
+    if (strchr(s->host, ':') != NULL)
+        snprintf(a, sizeof(a), "[%s]:%d", s->host, s->port);
+    else
+        snprintf(a, sizeof(a), "%s:%d", s->host, s->port);
+    if (net_parse_addr(a, false, false, addr, err) != 0) {
+        snprintf(err, NET_ERR_LEN, "invalid ip '%s': must be a numeric IPv4 or IPv6 address",
+                 s->host);
+        return -EINVAL;
+    }
+    for (unsigned i = 0; i < s->nmodels; i++) {
+        if (s->models[i][0] == '\0') {
+            snprintf(err, NET_ERR_LEN, "empty model name");
+            return -EINVAL;
+        }
+    }
+    return 0;
+}
+
+int reg_spec_parse(const char *arg, struct backend_spec *s, char *err)
+{
+    memset(s, 0, sizeof(*s));
+    s->weight = 1;
+    const char *eq = strchr(arg, '=');
+    if (eq == NULL || eq == arg || (size_t)(eq - arg) > REG_NAME_MAX) {
+        snprintf(err, NET_ERR_LEN, "bad backend '%.64s': expected NAME=HOST:PORT[,weight=N]...", arg);
+        return -EINVAL;
+    }
+    memcpy(s->name, arg, (size_t)(eq - arg));
+    char tmp[1024];
+    if (strlen(eq + 1) >= sizeof(tmp)) {
+        snprintf(err, NET_ERR_LEN, "bad backend '%.64s': too long", s->name);
+        return -EINVAL;
+    }
+    strcpy(tmp, eq + 1);
+    char *save = NULL, *part = strtok_r(tmp, ",", &save);
+    if (part == NULL) {
+        snprintf(err, NET_ERR_LEN, "bad backend '%.64s': missing HOST:PORT", s->name);
+        return -EINVAL;
+    }
+    struct net_addr a;
+    if (net_parse_addr(part, false, false, &a, err) != 0)
+        return -EINVAL;
+    net_addr_host(&a, s->host, sizeof(s->host));
+    s->port = net_addr_port(&a);
+    while ((part = strtok_r(NULL, ",", &save)) != NULL) {
+        char *v = strchr(part, '=');
+        uint64_t n;
+        if (v == NULL)
+            goto bad;
+        *v++ = '\0';
+        if (strcmp(part, "weight") == 0) {
+            if (util_parse_u64(v, strlen(v), 0, REG_MAX_WEIGHT, &n) != 0)
+                goto bad;
+            s->weight = (unsigned)n;
+        } else if (strcmp(part, "max-inflight") == 0 || strcmp(part, "max_inflight") == 0) {
+            if (util_parse_u64(v, strlen(v), 0, 1000000, &n) != 0)
+                goto bad;
+            s->max_inflight = (unsigned)n;
+        } else if (strcmp(part, "models") == 0) {
+            char *msave = NULL;
+            for (char *m = strtok_r(v, "|", &msave); m != NULL; m = strtok_r(NULL, "|", &msave)) {
+                if (s->nmodels == REG_MAX_MODELS || strlen(m) >= sizeof(s->models[0]))
+                    goto bad;
+                strcpy(s->models[s->nmodels++], m);
+            }
+        } else {
+            goto bad;
+        }
+    }
+    return reg_spec_check(s, &a, err);
+bad:
+    snprintf(err, NET_ERR_LEN,
+             "bad backend '%.64s': options are weight=N, models=A|B, max-inflight=N", s->name);
+    return -EINVAL;
+}
+
+/* ---------------------------------------------------------------- updates */
+
+static struct backend *backend_new(struct registry *r, const struct backend_spec *s,
+                                   const struct net_addr *addr, enum reg_source src)
+{
+    struct backend *b = xcalloc(1, sizeof(*b));
+    b->spec = *s;
+    b->addr = *addr;
+    b->source = src;
+    atomic_init(&b->refs, 1);
+    b->pools = xcalloc(r->nworkers, sizeof(*b->pools));
+    for (unsigned i = 0; i < r->nworkers; i++)
+        list_init(&b->pools[i].idle);
+    return b;
+}
+
+static int find(struct registry *r, const char *name)
+{
+    for (unsigned i = 0; i < r->n; i++)
+        if (strcmp(r->v[i]->spec.name, name) == 0)
+            return (int)i;
+    return -1;
+}
+
+static void retire(struct backend *b)
+{
+    atomic_store(&b->removed, true);
+    backend_unref(b);
+}
+
+/* Updates slot <i> from <s>: in place if the address is the same. */
+static void update_slot(struct registry *r, unsigned i, const struct backend_spec *s,
+                        const struct net_addr *addr, enum reg_source src)
+{
+    struct backend *old = r->v[i];
+    if (net_addr_equal(&old->addr, addr)) {
+        old->spec = *s;
+        old->source = src;
+        return;
+    }
+    r->v[i] = backend_new(r, s, addr, src);
+    retire(old);
+}
+
+static void push(struct registry *r, struct backend *b)
+{
+    if (r->n == r->cap) {
+        r->cap = r->cap ? r->cap * 2 : 16;
+        r->v = xrealloc(r->v, r->cap * sizeof(*r->v));
+    }
+    r->v[r->n++] = b;
+}
+
+int reg_upsert(struct registry *r, const struct backend_spec *s, enum reg_source src, char *err)
+{
+    struct net_addr addr;
+    if (reg_spec_check(s, &addr, err) != 0)
+        return -EINVAL;
+    pthread_mutex_lock(&r->lock);
+    int i = find(r, s->name), ret;
+    if (i >= 0) {
+        update_slot(r, (unsigned)i, s, &addr, src);
+        ret = 1;
+    } else if (r->n >= REG_MAX_BACKENDS) {
+        snprintf(err, NET_ERR_LEN, "too many backends (%d)", REG_MAX_BACKENDS);
+        ret = -ENOSPC;
+    } else {
+        push(r, backend_new(r, s, &addr, src));
+        ret = 0;
+    }
+    atomic_fetch_add(&r->version, 1);
+    pthread_mutex_unlock(&r->lock);
+    return ret;
+}
+
+int reg_remove(struct registry *r, const char *name)
+{
+    pthread_mutex_lock(&r->lock);
+    int i = find(r, name);
+    if (i < 0) {
+        pthread_mutex_unlock(&r->lock);
+        return -ENOENT;
+    }
+    struct backend *b = r->v[i];
+    memmove(&r->v[i], &r->v[i + 1], (r->n - (unsigned)i - 1) * sizeof(*r->v));
+    r->n--;
+    atomic_fetch_add(&r->version, 1);
+    pthread_mutex_unlock(&r->lock);
+    retire(b);
+    return 0;
+}
+
+int reg_replace(struct registry *r, enum reg_source src, const struct backend_spec *specs,
+                unsigned n, uint64_t generation, char *err)
+{
+    struct net_addr *addrs = xcalloc(n ? n : 1, sizeof(*addrs));
+    for (unsigned i = 0; i < n; i++) {
+        if (reg_spec_check(&specs[i], &addrs[i], err) != 0) {
+            free(addrs);
+            return -EINVAL;
+        }
+        for (unsigned j = 0; j < i; j++) {
+            if (strcmp(specs[i].name, specs[j].name) == 0) {
+                snprintf(err, NET_ERR_LEN, "duplicate backend name '%.64s'", specs[i].name);
+                free(addrs);
+                return -EINVAL;
+            }
+        }
+    }
+    pthread_mutex_lock(&r->lock);
+    if (generation != 0 && generation < r->generation) {
+        snprintf(err, NET_ERR_LEN, "stale generation %llu: already at %llu",
+                 (unsigned long long)generation, (unsigned long long)r->generation);
+        pthread_mutex_unlock(&r->lock);
+        free(addrs);
+        return -ESTALE;
+    }
+    if (generation != 0)
+        r->generation = generation;
+    /* Keep backends of other sources; for this source, update those named
+     * in <specs>, retire the rest, then add the new ones. */
+    unsigned w = 0;
+    bool *used = xcalloc(n ? n : 1, sizeof(*used));
+    for (unsigned i = 0; i < r->n; i++) {
+        struct backend *b = r->v[i];
+        int k = -1;
+        for (unsigned j = 0; j < n; j++) {
+            if (!used[j] && strcmp(specs[j].name, b->spec.name) == 0) {
+                k = (int)j;
+                break;
+            }
+        }
+        if (k >= 0) {
+            used[k] = true;
+            r->v[w] = b;
+            update_slot(r, w, &specs[k], &addrs[k], src);
+            w++;
+        } else if (b->source != src) {
+            r->v[w++] = b;
+        } else {
+            retire(b);
+        }
+    }
+    r->n = w;
+    for (unsigned j = 0; j < n; j++)
+        if (!used[j])
+            push(r, backend_new(r, &specs[j], &addrs[j], src));
+    atomic_fetch_add(&r->version, 1);
+    unsigned total = r->n;
+    pthread_mutex_unlock(&r->lock);
+    free(used);
+    free(addrs);
+    return (int)total;
+}
+
+unsigned reg_count(struct registry *r)
+{
+    pthread_mutex_lock(&r->lock);
+    unsigned n = r->n;
+    pthread_mutex_unlock(&r->lock);
+    return n;
+}
+
+/* ---------------------------------------------------------------- picking */
+
+/* Candidate scratch space per thread, grown as the set grows. */
+static _Thread_local struct backend **cand;
+static _Thread_local unsigned cand_cap;
+
+static bool was_tried(const struct backend *b, struct backend *const *tried, unsigned ntried)
+{
+    for (unsigned i = 0; i < ntried; i++)
+        if (tried[i] == b)
+            return true;
+    return false;
+}
+
+/* Fills the candidate list. Ejected backends are used only when nothing
+ * else is eligible: ejection never empties the pool. Caller holds the lock. */
+static unsigned candidates(struct registry *r, struct backend *const *tried, unsigned ntried,
+                           int64_t now)
+{
+    if (cand_cap < r->n) {
+        cand_cap = r->n < 64 ? 64 : r->n;
+        cand = xrealloc(cand, cand_cap * sizeof(*cand));
+    }
+    unsigned n = 0, ejected = 0;
+    for (int pass = 0; pass < 2 && n == 0; pass++) {
+        for (unsigned i = 0; i < r->n; i++) {
+            struct backend *b = r->v[i];
+            if (b->spec.weight == 0 || was_tried(b, tried, ntried))
+                continue;
+            if (b->spec.max_inflight != 0 &&
+                atomic_load_explicit(&b->inflight, memory_order_relaxed) >= b->spec.max_inflight)
+                continue;
+            bool down = b->down_until > now;
+            if (pass == 0 && down) {
+                ejected++;
+                continue;
+            }
+            if (pass == 1 && !down)
+                continue;
+            cand[n++] = b;
+        }
+        if (ejected == 0)
+            break;
+    }
+    return n;
+}
+
+struct backend *reg_pick(struct registry *r, struct backend *const *tried, unsigned ntried,
+                         uint64_t *rng, int64_t now_ms)
+{
+    pthread_mutex_lock(&r->lock);
+    unsigned n = candidates(r, tried, ntried, now_ms);
+    struct backend *b = n ? r->policy->pick(cand, n, rng) : NULL;
+    if (b != NULL) {
+        atomic_fetch_add(&b->inflight, 1);
+        backend_ref(b);
+    }
+    pthread_mutex_unlock(&r->lock);
+    return b;
+}
+
+bool reg_has_alternative(struct registry *r, struct backend *const *tried, unsigned ntried,
+                         int64_t now_ms)
+{
+    pthread_mutex_lock(&r->lock);
+    unsigned n = candidates(r, tried, ntried, now_ms);
+    pthread_mutex_unlock(&r->lock);
+    return n > 0;
+}
+
+void reg_release(struct registry *r, struct backend *b, bool failed, int64_t now_ms)
+{
+    atomic_fetch_sub(&b->inflight, 1);
+    pthread_mutex_lock(&r->lock);
+    if (!failed) {
+        b->consecutive_failures = 0;
+        if (b->down_until <= now_ms)
+            b->down_for = 0;
+    } else if (r->eject_after != 0 && ++b->consecutive_failures >= r->eject_after &&
+               b->down_until <= now_ms) {
+        b->down_for = b->down_for ? MIN(b->down_for * 2, r->eject_max_ms) : r->eject_base_ms;
+        b->down_until = now_ms + b->down_for;
+        b->consecutive_failures = 0;
+        atomic_fetch_add(&b->stats.ejections, 1);
+        log_warn("backend %s ejected for %lld ms after repeated failures", b->spec.name,
+                 (long long)b->down_for);
+    }
+    pthread_mutex_unlock(&r->lock);
+}
+
+/* ---------------------------------------------------------------- output */
+
+static const char *state_name(const struct backend *b, int64_t now)
+{
+    if (b->spec.weight == 0)
+        return "draining";
+    return b->down_until > now ? "down" : "up";
+}
+
+void reg_dump_json(struct registry *r, struct buf *out, int64_t now_ms)
+{
+    pthread_mutex_lock(&r->lock);
+    buf_append_str(out, "[");
+    for (unsigned i = 0; i < r->n; i++) {
+        const struct backend *b = r->v[i];
+        buf_append_str(out, i ? ",{\"name\":" : "{\"name\":");
+        json_append_str(out, b->spec.name, strlen(b->spec.name));
+        buf_printf(out, ",\"weight\":%u,\"ip\":", b->spec.weight);
+        json_append_str(out, b->spec.host, strlen(b->spec.host));
+        buf_printf(out, ",\"port\":%d,\"models\":[", b->spec.port);
+        for (unsigned m = 0; m < b->spec.nmodels; m++) {
+            if (m)
+                buf_append_str(out, ",");
+            json_append_str(out, b->spec.models[m], strlen(b->spec.models[m]));
+        }
+        buf_printf(out, "],\"max_inflight\":%u,\"source\":\"%s\",\"state\":\"%s\",\"inflight\":%u}",
+                   b->spec.max_inflight, b->source == REG_SOURCE_STATIC ? "static" : "admin",
+                   state_name(b, now_ms), atomic_load(&b->inflight));
+    }
+    buf_append_str(out, "]");
+    pthread_mutex_unlock(&r->lock);
+}
+
+void reg_dump_metrics(struct registry *r, struct buf *out, int64_t now_ms)
+{
+    static const char *const classes[] = {"none", "1xx", "2xx", "3xx", "4xx", "5xx"};
+    pthread_mutex_lock(&r->lock);
+    buf_append_str(out, "# HELP llamalb_backend_up 1 if the backend takes new requests.\n"
+                        "# TYPE llamalb_backend_up gauge\n");
+    for (unsigned i = 0; i < r->n; i++)
+        buf_printf(out, "llamalb_backend_up{backend=\"%s\"} %d\n", r->v[i]->spec.name,
+                   strcmp(state_name(r->v[i], now_ms), "up") == 0);
+    buf_append_str(out, "# HELP llamalb_backend_weight Configured weight.\n"
+                        "# TYPE llamalb_backend_weight gauge\n");
+    for (unsigned i = 0; i < r->n; i++)
+        buf_printf(out, "llamalb_backend_weight{backend=\"%s\"} %u\n", r->v[i]->spec.name,
+                   r->v[i]->spec.weight);
+    buf_append_str(out, "# HELP llamalb_backend_inflight Requests in flight.\n"
+                        "# TYPE llamalb_backend_inflight gauge\n");
+    for (unsigned i = 0; i < r->n; i++)
+        buf_printf(out, "llamalb_backend_inflight{backend=\"%s\"} %u\n", r->v[i]->spec.name,
+                   atomic_load(&r->v[i]->inflight));
+    buf_append_str(out, "# HELP llamalb_backend_requests_total Responses relayed, by status class.\n"
+                        "# TYPE llamalb_backend_requests_total counter\n");
+    for (unsigned i = 0; i < r->n; i++)
+        for (unsigned c = 1; c < 6; c++)
+            buf_printf(out, "llamalb_backend_requests_total{backend=\"%s\",code=\"%s\"} %llu\n",
+                       r->v[i]->spec.name, classes[c],
+                       (unsigned long long)atomic_load(&r->v[i]->stats.status[c]));
+    buf_append_str(out, "# HELP llamalb_backend_errors_total Connect failures, resets, timeouts "
+                        "and invalid responses.\n# TYPE llamalb_backend_errors_total counter\n");
+    for (unsigned i = 0; i < r->n; i++)
+        buf_printf(out, "llamalb_backend_errors_total{backend=\"%s\"} %llu\n", r->v[i]->spec.name,
+                   (unsigned long long)atomic_load(&r->v[i]->stats.failures));
+    buf_append_str(out, "# HELP llamalb_backend_retries_total Requests moved elsewhere after a "
+                        "failure here.\n# TYPE llamalb_backend_retries_total counter\n");
+    for (unsigned i = 0; i < r->n; i++)
+        buf_printf(out, "llamalb_backend_retries_total{backend=\"%s\"} %llu\n", r->v[i]->spec.name,
+                   (unsigned long long)atomic_load(&r->v[i]->stats.retries));
+    buf_append_str(out, "# HELP llamalb_backend_ejections_total Passive health ejections.\n"
+                        "# TYPE llamalb_backend_ejections_total counter\n");
+    for (unsigned i = 0; i < r->n; i++)
+        buf_printf(out, "llamalb_backend_ejections_total{backend=\"%s\"} %llu\n",
+                   r->v[i]->spec.name,
+                   (unsigned long long)atomic_load(&r->v[i]->stats.ejections));
+    buf_append_str(out, "# HELP llamalb_backend_response_bytes_total Response bytes relayed.\n"
+                        "# TYPE llamalb_backend_response_bytes_total counter\n");
+    for (unsigned i = 0; i < r->n; i++)
+        buf_printf(out, "llamalb_backend_response_bytes_total{backend=\"%s\"} %llu\n",
+                   r->v[i]->spec.name,
+                   (unsigned long long)atomic_load(&r->v[i]->stats.bytes_out));
+    buf_append_str(out, "# HELP llamalb_backend_request_duration_seconds Request duration, "
+                        "first request byte to last response byte.\n"
+                        "# TYPE llamalb_backend_request_duration_seconds histogram\n");
+    for (unsigned i = 0; i < r->n; i++) {
+        const struct backend *b = r->v[i];
+        uint64_t cum = 0;
+        for (unsigned k = 0; k <= REG_LAT_BUCKETS; k++) {
+            cum += atomic_load(&b->stats.lat_count[k]);
+            if (k < REG_LAT_BUCKETS)
+                buf_printf(out, "llamalb_backend_request_duration_seconds_bucket{backend=\"%s\","
+                                "le=\"%g\"} %llu\n",
+                           b->spec.name, reg_lat_bounds[k], (unsigned long long)cum);
+            else
+                buf_printf(out, "llamalb_backend_request_duration_seconds_bucket{backend=\"%s\","
+                                "le=\"+Inf\"} %llu\n",
+                           b->spec.name, (unsigned long long)cum);
+        }
+        buf_printf(out, "llamalb_backend_request_duration_seconds_sum{backend=\"%s\"} %.6f\n",
+                   b->spec.name, (double)atomic_load(&b->stats.lat_sum_us) / 1e6);
+        buf_printf(out, "llamalb_backend_request_duration_seconds_count{backend=\"%s\"} %llu\n",
+                   b->spec.name, (unsigned long long)cum);
+    }
+    buf_append_str(out, "# HELP llamalb_backend_ttfb_seconds_sum Sum of times to the first "
+                        "response byte.\n# TYPE llamalb_backend_ttfb_seconds_sum counter\n");
+    for (unsigned i = 0; i < r->n; i++)
+        buf_printf(out, "llamalb_backend_ttfb_seconds_sum{backend=\"%s\"} %.6f\n",
+                   r->v[i]->spec.name, (double)atomic_load(&r->v[i]->stats.ttfb_sum_us) / 1e6);
+    pthread_mutex_unlock(&r->lock);
+}

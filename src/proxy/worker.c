@@ -1,0 +1,249 @@
+/* SPDX-License-Identifier: MIT
+ * Worker threads: one event loop each, with its own listening socket, its
+ * connections, its upstream pools and its access-log buffer. The
+ * before-sleep hook is where closed objects are freed, the access log is
+ * written (one write per loop iteration, not per request) and draining
+ * finishes. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "proxy.h"
+#include "util.h"
+
+/* ================================================================ accept */
+
+static void resume_accept_cb(struct ev_loop *loop, struct ev_timer *t)
+{
+    struct worker *w = t->data;
+    if (w->lfd != -1 && w->accept_paused) {
+        w->accept_paused = false;
+        ev_io_set_mask(loop, &w->lio, EV_READ);
+    }
+}
+
+static void pause_accept(struct worker *w, int64_t ms)
+{
+    if (w->lfd == -1 || w->accept_paused)
+        return;
+    w->accept_paused = true;
+    ev_io_set_mask(w->loop, &w->lio, 0);
+    ev_timer_start(w->loop, &w->accept_timer, ms, resume_accept_cb, w);
+}
+
+void worker_conn_closed(struct worker *w)
+{
+    if (w->accept_paused && !w->draining)
+        resume_accept_cb(w->loop, &w->accept_timer);
+}
+
+static void accept_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
+{
+    struct worker *w = io->data;
+    bool admin = io == &w->aio;
+    struct server *s = w->srv;
+    UNUSED(loop);
+    UNUSED(events);
+    /* A bounded batch per wake-up keeps one busy listener from starving
+     * the connections already accepted. */
+    for (int i = 0; i < 64; i++) {
+        if (!admin && atomic_load(&s->stats.conns_active) >= s->max_conns) {
+            pause_accept(w, 100);
+            return;
+        }
+        struct net_addr peer;
+        int fd = net_accept(io->fd, &peer);
+        if (fd == -EAGAIN)
+            return;
+        if (fd < 0) {
+            if (fd == -EMFILE || fd == -ENFILE || fd == -ENOBUFS || fd == -ENOMEM) {
+                /* Out of descriptors: stop accepting for a while instead of
+                 * spinning on a listener that stays readable. */
+                log_warn("accept: %s; pausing accepts for 100 ms", strerror(-fd));
+                if (!admin)
+                    pause_accept(w, 100);
+                return;
+            }
+            continue;
+        }
+        conn_accept(w, fd, &peer, admin);
+    }
+}
+
+/* ================================================================ access log */
+
+void worker_log_access(struct conn *c, const char *backend)
+{
+    struct worker *w = c->w;
+    if (w->srv->access_fd == -1)
+        return;
+    char ts[32], peer[NET_ADDRSTR_LEN];
+    struct timespec now;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &now);
+    gmtime_r(&now.tv_sec, &tm);
+    strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    net_addr_str(&c->peer, peer, sizeof(peer));
+    int64_t dur = c->t0_us ? util_now_us() - c->t0_us : 0;
+    buf_printf(&w->alog,
+               "%s %s \"%s %s HTTP/1.%d\" %d %llu backend=%s tries=%u ttfb_ms=%.3f "
+               "duration_ms=%.3f rid=%s%s\n",
+               ts, peer, c->method[0] ? c->method : "-", c->path[0] ? c->path : "-", c->minor,
+               c->status, (unsigned long long)c->bytes_out, backend, c->ntried + 1,
+               (double)c->ttfb_us / 1000.0, (double)dur / 1000.0, c->rid[0] ? c->rid : "-",
+               c->admin ? " admin" : "");
+}
+
+static void flush_access_log(struct worker *w)
+{
+    size_t off = 0;
+    while (off < w->alog.len) {
+        ssize_t n = write(w->srv->access_fd, buf_data(&w->alog) + off, w->alog.len - off);
+        if (n <= 0) {
+            if (n == -1 && errno == EINTR)
+                continue;
+            break; /* a full disk or closed pipe must not stop the balancer */
+        }
+        off += (size_t)n;
+    }
+    buf_consume(&w->alog, w->alog.len);
+    buf_release(&w->alog);
+}
+
+/* ================================================================ draining */
+
+static void drain_deadline_cb(struct ev_loop *loop, struct ev_timer *t)
+{
+    struct worker *w = t->data;
+    UNUSED(loop);
+    log_warn("worker %u: drain deadline reached, closing %u connections", w->id, w->nconns);
+    while (!list_empty(&w->conns))
+        conn_close(list_entry(w->conns.next, struct conn, link));
+}
+
+static void close_listeners(struct worker *w)
+{
+    if (w->lfd != -1) {
+        ev_io_stop(w->loop, &w->lio);
+        close(w->lfd);
+        w->lfd = -1;
+    }
+    if (w->afd != -1) {
+        ev_io_stop(w->loop, &w->aio);
+        close(w->afd);
+        w->afd = -1;
+    }
+    ev_timer_stop(w->loop, &w->accept_timer);
+}
+
+static void start_drain(struct worker *w)
+{
+    if (w->draining)
+        return;
+    w->draining = true;
+    close_listeners(w);
+    struct list *e = w->conns.next;
+    while (e != &w->conns) {
+        struct conn *c = list_entry(e, struct conn, link);
+        e = e->next;
+        conn_drain(c);
+    }
+    int64_t left = atomic_load(&w->srv->drain_deadline) - util_now_ms();
+    ev_timer_start(w->loop, &w->drain_timer, left > 0 ? left : 0, drain_deadline_cb, w);
+}
+
+static void wake_cb(struct ev_loop *loop, void *data)
+{
+    struct worker *w = data;
+    UNUSED(loop);
+    if (atomic_load(&w->srv->draining))
+        start_drain(w);
+    up_prune_removed(w);
+}
+
+static void before_sleep(struct ev_loop *loop, void *data)
+{
+    struct worker *w = data;
+    up_prune_removed(w);
+    while (!list_empty(&w->graveyard_c)) {
+        struct conn *c = list_entry(w->graveyard_c.next, struct conn, link);
+        list_del(&c->link);
+        conn_free(c);
+    }
+    while (!list_empty(&w->graveyard_u)) {
+        struct upconn *u = list_entry(w->graveyard_u.next, struct upconn, link);
+        list_del(&u->link);
+        up_free(u);
+    }
+    if (w->alog.len > 0)
+        flush_access_log(w);
+    if (w->draining && w->nconns == 0) {
+        up_close_idle_all(w);
+        ev_timer_stop(loop, &w->drain_timer);
+        /* Free what closing the idle upstreams just retired. */
+        while (!list_empty(&w->graveyard_u)) {
+            struct upconn *u = list_entry(w->graveyard_u.next, struct upconn, link);
+            list_del(&u->link);
+            up_free(u);
+        }
+        ev_loop_stop(loop);
+    }
+}
+
+/* ================================================================ setup */
+
+int worker_init(struct worker *w, struct server *s, unsigned id, int lfd, int afd)
+{
+    memset(w, 0, sizeof(*w));
+    w->id = id;
+    w->srv = s;
+    w->lfd = lfd;
+    w->afd = afd;
+    list_init(&w->conns);
+    list_init(&w->graveyard_c);
+    list_init(&w->graveyard_u);
+    list_init(&w->idle_up);
+    util_random_bytes(&w->rng, sizeof(w->rng));
+    w->rng |= 1;
+    w->loop = ev_loop_new();
+    if (w->loop == NULL)
+        return -ENOMEM;
+    w->lio.level = true;
+    if (ev_io_start(w->loop, &w->lio, lfd, accept_cb, w) != 0)
+        return -errno;
+    ev_io_set_mask(w->loop, &w->lio, EV_READ);
+    if (afd != -1) {
+        w->aio.level = true;
+        if (ev_io_start(w->loop, &w->aio, afd, accept_cb, w) != 0)
+            return -errno;
+        ev_io_set_mask(w->loop, &w->aio, EV_READ);
+    }
+    ev_set_before_sleep(w->loop, before_sleep, w);
+    ev_set_wake(w->loop, wake_cb, w);
+    return 0;
+}
+
+void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    if (atomic_load(&w->srv->draining))
+        start_drain(w);
+    int r = ev_run(w->loop);
+    if (r != 0)
+        log_error("worker %u: event loop failed: %s", w->id, strerror(-r));
+    close_listeners(w);
+    buf_free(&w->alog);
+    buf_cache_drain();
+    return NULL;
+}
+
+void worker_free(struct worker *w)
+{
+    ev_loop_free(w->loop);
+    w->loop = NULL;
+}
