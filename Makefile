@@ -95,6 +95,23 @@ demo: deps
 
 FUZZ_TARGETS := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_SECONDS ?= 60
+
+# `make test` replays every fuzz corpus without clang: each harness is linked
+# with tests/fuzz/replay.c (a main() that feeds it every file of the given
+# directories), and a generated wrapper gives prove the two directories.
+REPLAY_BIN := $(patsubst %,$(B)/tests/fuzz_replay_%,$(FUZZ_TARGETS))
+REPLAY_SH  := $(patsubst %,$(B)/tests/replay_%.sh,$(FUZZ_TARGETS))
+all: $(REPLAY_BIN) $(REPLAY_SH)
+.SECONDARY: $(patsubst %,$(B)/obj/tests/fuzz/fuzz_%.o,$(FUZZ_TARGETS)) $(B)/obj/tests/fuzz/replay.o
+
+$(B)/tests/fuzz_replay_%: $(B)/obj/tests/fuzz/fuzz_%.o $(B)/obj/tests/fuzz/replay.o $(B)/libcommon.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) $^ -o $@ $(LIBS)
+$(B)/tests/replay_%.sh: $(B)/tests/fuzz_replay_%
+	@printf '#!/bin/sh\nexec %s %s %s\n' "$(CURDIR)/$<" "$(CURDIR)/tests/fuzz/corpus/$*" \
+		"$(CURDIR)/tests/fuzz/regression/$*" > $@
+	@chmod +x $@
+
 fuzz-build:
 	@scripts/deps.sh fuzz
 	@mkdir -p build-fuzz

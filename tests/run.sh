@@ -7,5 +7,6 @@ B=${1:-build}
 cd "$(dirname "$0")/.."
 export LLAMALB_BUILD="$PWD/$B"
 unit=$(ls "$B"/tests/test_* 2>/dev/null || true)
+replay=$(ls "$B"/tests/replay_*.sh 2>/dev/null || true)  # fuzz corpora, see Makefile
 integ=$(ls tests/integration/t[0-9]*.py 2>/dev/null || true)
-exec prove --exec tests/exec.sh --timer $PROVE_FLAGS $unit $integ
+exec prove --exec tests/exec.sh --timer $PROVE_FLAGS $unit $replay $integ
