@@ -1,0 +1,164 @@
+/* SPDX-License-Identifier: MIT
+ * llamalb-sim: a llama-api-server 0.28.1 simulator. Same routes, JSON field
+ * order, SSE framing and error texts as the real server (protocols.md §1),
+ * the same one-generation-at-a-time behaviour, plus knobs for latency, token
+ * rate, slots and injected faults. Used by tests, benchmarks and the demo.
+ *
+ * Module map: sim.c is the server (listener, connection state machine,
+ * scheduler of generations); api.c builds every JSON body and error text and
+ * reads the request fields that matter; files.c keeps /v1/files in memory;
+ * main.c parses the command line. docs/sim.md is the user's manual. */
+#ifndef LLAMALB_SIM_H
+#define LLAMALB_SIM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "slice.h"
+
+struct buf;
+
+#define SIM_NAME_MAX 128 /* bytes of --model-name and --id, NUL included */
+
+/* A set of injected faults, from --fault (whole instance) or the X-Sim-Fault
+ * request header (one request). A zeroed struct means "no fault"; the *_after
+ * counts use -1 for "not set" once sim_fault_init() has run. */
+struct sim_fault {
+    int status;         /* answer this status (plain text) instead of serving; 0 = off */
+    int close_after;    /* streams: close after N events, no terminating chunk; -1 = off */
+    int stall_after;    /* streams: send nothing more after N events; -1 = off */
+    bool hang;          /* read the request, never answer */
+    bool garbage;       /* send bytes that are not a status line, then close */
+    bool reset;         /* send the status line, then reset the connection (RST) */
+    int slow_headers;   /* ms between the bytes of the response head; 0 = off */
+    bool refuse;        /* instance only: bind but never listen (ECONNREFUSED) */
+    int64_t unhealthy_ms; /* instance only: answer 503 to everything for this long; 0 = off */
+};
+
+/* Everything the command line sets. Owned by main(); sim_run() reads it. */
+struct sim_config {
+    const char *listen;       /* "HOST:PORT", port 0 = any */
+    char model[SIM_NAME_MAX]; /* --model-name: the answering model, always */
+    char id[SIM_NAME_MAX];    /* --id: X-Sim-Id header value (default: model) */
+    unsigned slots;           /* simultaneous generations, >= 1 */
+    int64_t ttft_ms;          /* time to first token, ms */
+    double tokens_per_sec;    /* 0 = no delay between tokens */
+    uint64_t seed;            /* PRNG seed for jitter and ids; 0 = random */
+    unsigned jitter_pct;      /* +- percent applied to every delay, 0-100 */
+    unsigned completion_tokens; /* default length when the request sets none */
+    unsigned max_tokens_cap;  /* upper bound on any requested length */
+    unsigned embedding_dim;   /* floats per embedding vector */
+    bool embeddings;          /* false: /v1/embeddings fails like a chat-only server */
+    bool include_usage;       /* --include-usage: usage chunk default for streams */
+    int block;                /* -1 = auto (slots == 1), 0 = off, 1 = on */
+    const char *api_key;      /* --api-key / env API_KEY; NULL = no check */
+    struct sim_fault fault;   /* --fault: applies to every request */
+};
+
+/* Fills <c> with the defaults of docs/sim.md. */
+void sim_config_init(struct sim_config *c);
+
+/* Resets <f> to "no fault". */
+void sim_fault_init(struct sim_fault *f);
+
+/* Parses a comma-separated fault list such as "status=503" or
+ * "close-after=3,slow-headers=20" into <f> (items add to what <f> holds).
+ * <instance> allows the instance-only items (refuse, unhealthy-for). Returns
+ * 0, or -EINVAL with a message in <err> (<errlen> bytes). */
+int sim_fault_parse(struct sim_fault *f, struct slice spec, bool instance, char *err,
+                    size_t errlen);
+
+/* Runs the server until SIGTERM/SIGINT. Prints "listening on HOST:PORT" on
+ * stdout first. Returns the process exit status. */
+int sim_run(const struct sim_config *c);
+
+/* ------------------------------------------------------------------ api.c */
+
+/* What a generation request asked for, read from its JSON body. */
+struct sim_req {
+    int64_t max_tokens;   /* requested length, -1 = not given */
+    bool stream;          /* "stream": true */
+    int include_usage;    /* stream_options.include_usage: -1 absent, 0, 1 */
+    char user[256];       /* "user", decoded and cut to 255 bytes; "" = absent */
+    unsigned prompt_tokens; /* estimated from the prompt bytes, >= 1 */
+    unsigned n_inputs;    /* embeddings: number of input strings */
+};
+
+enum sim_api {
+    SIM_API_CHAT = 0,
+    SIM_API_COMPLETIONS,
+    SIM_API_EMBEDDINGS,
+    SIM_API_RESPONSES,
+};
+
+/* Parses the body <body>/<len> of an <api> request into <r>. On success
+ * returns 0. On a body the real server refuses, appends the real server's
+ * 400 text to <err> and returns -EINVAL. <body> must outlive the slices
+ * left in <r>. */
+int sim_parse_request(enum sim_api api, const char *body, size_t len, struct sim_req *r,
+                      struct buf *err);
+
+/* Estimated prompt tokens for <n> prompt bytes: ceil(n / 4), at least 1. */
+unsigned sim_prompt_tokens(size_t n);
+
+/* Appends the text of token <i> (0-based) of a generation: "w1", " w2", ... so
+ * the concatenation of tokens 0..n-1 is "w1 w2 ... wn". */
+void sim_token_text(struct buf *out, unsigned i);
+
+/* Writes a random (version 4) UUID from the PRNG <state> into <out> (37 bytes). */
+void sim_uuid(uint64_t *state, char out[37]);
+
+/* The parts every generated body shares. */
+struct sim_gen_info {
+    const char *id;        /* response id, decoded (JSON-escaped on output) */
+    size_t id_len;
+    const char *model;     /* --model-name */
+    int64_t created;       /* wall-clock seconds */
+    unsigned prompt_tokens;
+    unsigned completion_tokens;
+};
+
+/* Non-streaming bodies, appended to <out>. */
+void sim_body_chat(struct buf *out, const struct sim_gen_info *g);
+void sim_body_completion(struct buf *out, const struct sim_gen_info *g);
+void sim_body_embeddings(struct buf *out, const struct sim_gen_info *g, unsigned n_inputs,
+                         unsigned dim);
+void sim_body_response(struct buf *out, const struct sim_gen_info *g);
+void sim_body_models(struct buf *out, const char *model, int64_t created);
+void sim_body_info(struct buf *out, const char *model, int port);
+
+/* One SSE event (without HTTP chunk framing): a content chunk for token <i>,
+ * the usage chunk, or the [DONE] line. */
+void sim_sse_token(struct buf *out, const struct sim_gen_info *g, unsigned i);
+void sim_sse_usage(struct buf *out, const struct sim_gen_info *g);
+void sim_sse_done(struct buf *out);
+
+/* Appends <s>/<len> with JSON whitespace outside strings removed: the compact
+ * re-serialization the real server prints after "json_value: ". */
+void sim_json_compact(struct buf *out, const char *s, size_t len);
+
+/* ---------------------------------------------------------------- files.c */
+
+/* The in-memory /v1/files store of one instance. */
+struct sim_files;
+
+struct sim_files *sim_files_new(void);
+void sim_files_free(struct sim_files *fs);
+
+/* How sim_files_handle() wants its answer sent. */
+struct sim_files_reply {
+    int status;             /* HTTP status */
+    const char *ctype;      /* Content-Type, NULL = none (plain-text errors) */
+    char disposition[300];  /* Content-Disposition value, "" = none */
+};
+
+/* Handles one /v1/files* or /v1/chunks request. <path> is the request path
+ * without the query, <ctype> the request's Content-Type value (may be
+ * empty), <body>/<len> the request body. Appends the answer body to <out>
+ * and fills <rep>. <rng> feeds the file ids. */
+void sim_files_handle(struct sim_files *fs, struct slice method, struct slice path,
+                      struct slice ctype, const char *body, size_t len, uint64_t *rng,
+                      struct buf *out, struct sim_files_reply *rep);
+
+#endif
