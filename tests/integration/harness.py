@@ -354,3 +354,299 @@ def wait_for(pred, timeout=5, interval=0.02):
             return v
         time.sleep(interval)
     return pred()
+
+
+# ---------------------------------------------------------------- fake backend
+
+import threading
+
+
+class FakeRequest:
+    def __init__(self, method, target, version, headers, body, raw_bytes):
+        self.method = method
+        self.target = target
+        self.version = version
+        self.headers = headers      # list of (name, value), as received
+        self.body = body
+        self.raw = raw_bytes
+
+    def header(self, name, default=None):
+        name = name.lower()
+        for k, v in self.headers:
+            if k.lower() == name:
+                return v
+        return default
+
+    def header_all(self, name):
+        name = name.lower()
+        return [v for k, v in self.headers if k.lower() == name]
+
+
+class FakeConn:
+    """One connection accepted by a FakeBackend. Every byte received is kept
+    in .raw; .requests holds the requests parsed with recv_request()."""
+
+    def __init__(self, sock, backend, index):
+        self.sock = sock
+        self.backend = backend
+        self.index = index
+        self.raw = b""
+        self.buf = b""
+        self.eof = False
+        self.eof_time = None
+        self.requests = []
+        self.accepted = time.time()
+        self.error = None
+
+    def _fill(self, timeout):
+        """Reads once; returns False on EOF/error/timeout."""
+        if self.eof:
+            return False
+        self.sock.settimeout(max(0.001, timeout))
+        try:
+            c = self.sock.recv(65536)
+        except socket.timeout:
+            return False
+        except OSError:
+            c = b""
+        if not c:
+            self.eof = True
+            self.eof_time = time.time()
+            return False
+        self.raw += c
+        self.buf += c
+        with self.backend.lock:
+            self.backend.raw_total += len(c)
+        return True
+
+    def recv_request(self, timeout=10):
+        """Reads one request (CL or chunked body); None on EOF or timeout."""
+        end = time.time() + timeout
+        while b"\r\n\r\n" not in self.buf:
+            if time.time() >= end or not self._fill(end - time.time()):
+                if b"\r\n\r\n" not in self.buf:
+                    return None
+        i = self.buf.index(b"\r\n\r\n")
+        lines = self.buf[:i].decode("latin-1").split("\r\n")
+        method, target, version = (lines[0].split(" ") + ["", "", ""])[:3]
+        headers = []
+        for h in lines[1:]:
+            k, _, v = h.partition(":")
+            headers.append((k, v.strip()))
+        rest = self.buf[i + 4:]
+        req = FakeRequest(method, target, version, headers, b"", self.buf[:i + 4])
+        te = req.header("transfer-encoding")
+        if te and "chunked" in te.lower():
+            body = b""
+            while True:
+                j = rest.find(b"\r\n")
+                if j < 0:
+                    if time.time() >= end or not self._fill(end - time.time()):
+                        return None
+                    rest = self.buf[i + 4:]
+                    body = b""
+                    continue
+                size = int(rest[:j].split(b";")[0], 16)
+                if len(rest) < j + 4 + size:
+                    if time.time() >= end or not self._fill(end - time.time()):
+                        return None
+                    rest = self.buf[i + 4:]
+                    body = b""
+                    continue
+                body += rest[j + 2:j + 2 + size]
+                rest = rest[j + 4 + size:]
+                if size == 0:
+                    break
+            req.body = body
+        else:
+            n = int(req.header("content-length", "0"))
+            while len(rest) < n:
+                if time.time() >= end or not self._fill(end - time.time()):
+                    return None
+                rest = self.buf[i + 4:]
+            req.body = rest[:n]
+            rest = rest[n:]
+        req.raw = self.buf[:len(self.buf) - len(rest)]
+        self.buf = rest
+        self.requests.append(req)
+        with self.backend.lock:
+            self.backend.requests.append(req)
+        return req
+
+    def send(self, data):
+        if isinstance(data, str):
+            data = data.encode()
+        try:
+            self.sock.sendall(data)
+            return True
+        except OSError:
+            return False
+
+    def wait_eof(self, timeout=5):
+        """Reads (and records) until the peer closes; True if it did."""
+        end = time.time() + timeout
+        while not self.eof and time.time() < end:
+            self._fill(end - time.time())
+        return self.eof
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def reset(self):
+        """Closes with RST (SO_LINGER 0)."""
+        import struct
+        try:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
+        self.close()
+
+
+def respond_ok(body=b'{"ok":true}', ctype="application/json", extra=""):
+    if isinstance(body, str):
+        body = body.encode()
+    return ("HTTP/1.1 200 OK\r\nContent-Type: %s\r\nContent-Length: %d\r\n%s\r\n" %
+            (ctype, len(body), extra)).encode() + body
+
+
+def serve_loop(fn):
+    """Makes a per-connection handler from fn(conn, req) -> bytes | None
+    (None: close the connection). Requests are answered in order until EOF."""
+    def handler(conn):
+        while True:
+            req = conn.recv_request(timeout=30)
+            if req is None:
+                return
+            out = fn(conn, req)
+            if out is None:
+                return
+            if out and not conn.send(out):
+                return
+    return handler
+
+
+class FakeBackend:
+    """A scripted upstream on 127.0.0.1:0. handler(conn) runs in a thread per
+    accepted connection (default: answer every request 200 with the backend's
+    name). .conns lists every accepted FakeConn, .requests every parsed
+    request, .raw_total counts received bytes. Closed at exit."""
+
+    def __init__(self, handler=None, name="fake", backlog=128, accept=True):
+        self.name = name
+        self.lock = threading.Lock()
+        self.conns = []
+        self.requests = []
+        self.raw_total = 0
+        self.handler = handler or serve_loop(
+            lambda c, r: respond_ok('{"backend":"%s"}' % self.name))
+        self.ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.ls.bind(("127.0.0.1", 0))
+        self.ls.listen(backlog)
+        self.port = self.ls.getsockname()[1]
+        self.addr = "127.0.0.1:%d" % self.port
+        self.stopped = False
+        _backends.append(self)
+        if accept:
+            self.thread = threading.Thread(target=self._accept_loop, daemon=True)
+            self.thread.start()
+
+    def _accept_loop(self):
+        while not self.stopped:
+            try:
+                s, _ = self.ls.accept()
+            except OSError:
+                return
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            with self.lock:
+                fc = FakeConn(s, self, len(self.conns))
+                self.conns.append(fc)
+            t = threading.Thread(target=self._run, args=(fc,), daemon=True)
+            t.start()
+
+    def _run(self, fc):
+        try:
+            self.handler(fc)
+        except Exception as e:  # noqa: BLE001 (recorded for the test to see)
+            fc.error = e
+        finally:
+            fc.close()
+
+    @property
+    def nconns(self):
+        with self.lock:
+            return len(self.conns)
+
+    @property
+    def nrequests(self):
+        with self.lock:
+            return len(self.requests)
+
+    def backend_arg(self, weight=None, name=None, extra=""):
+        s = "%s=%s" % (name or self.name, self.addr)
+        if weight is not None:
+            s += ",weight=%d" % weight
+        return s + extra
+
+    def stop(self):
+        self.stopped = True
+        try:
+            self.ls.close()
+        except OSError:
+            pass
+        with self.lock:
+            conns = list(self.conns)
+        for c in conns:
+            c.close()
+
+
+_backends = []
+
+
+def _stop_backends():
+    while _backends:
+        _backends.pop().stop()
+
+
+atexit.register(_stop_backends)
+
+
+def refused_addr():
+    """A loopback address nothing listens on (bound, never listened)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind(("127.0.0.1", 0))
+    addr = "127.0.0.1:%d" % s.getsockname()[1]
+    _held.append(s)   # keep the port reserved so nobody else takes it
+    return addr
+
+
+_held = []
+
+
+def read_until_close(s, timeout=5):
+    """Reads until EOF/RST/timeout; returns (bytes, closed: bool)."""
+    out = b""
+    end = time.time() + timeout
+    while time.time() < end:
+        s.settimeout(max(0.01, end - time.time()))
+        try:
+            c = s.recv(65536)
+        except socket.timeout:
+            return out, False
+        except OSError:
+            return out, True
+        if not c:
+            return out, True
+        out += c
+    return out, False
+
+
+def admin_request(p, method, path, body=None, token=None, headers=None, timeout=10):
+    """A request to the admin listener of Proc p (bearer token if given)."""
+    h = dict(headers or {})
+    if token is not None:
+        h.setdefault("Authorization", "Bearer " + token)
+    return request(p.admin, method, path, body, headers=h, timeout=timeout)
