@@ -106,6 +106,7 @@ static const char *parse_service(struct conn *c, const char *js, const struct js
         if (json_int(js, &t[k], 0, 1000000, &v) != 0)
             return "\"max_inflight\" must be an integer from 0 to 1000000";
         sp->max_inflight = (unsigned)v;
+        sp->max_inflight_set = true;
     }
     if ((k = json_get(js, t, obj, "models")) >= 0) {
         if (t[k].type != JSON_ARRAY || t[k].size > REG_MAX_MODELS)
@@ -269,6 +270,21 @@ static void do_metrics(struct conn *c)
                (unsigned long long)atomic_load(&s->stats.aborted_streams),
                (unsigned long long)atomic_load(&s->stats.admin_changes),
                (unsigned long long)atomic_load(&s->stats.admin_auth_failures));
+    buf_printf(&b, "# HELP llamalb_queue_length Requests waiting for a free backend.\n"
+                   "# TYPE llamalb_queue_length gauge\nllamalb_queue_length %u\n"
+                   "# HELP llamalb_queued_total Requests that had to wait for a free backend.\n"
+                   "# TYPE llamalb_queued_total counter\nllamalb_queued_total %llu\n"
+                   "# HELP llamalb_queue_wait_seconds_sum Time queued requests waited.\n"
+                   "# TYPE llamalb_queue_wait_seconds_sum counter\n"
+                   "llamalb_queue_wait_seconds_sum %.6f\n"
+                   "# HELP llamalb_queue_rejected_total Requests refused: queue full.\n"
+                   "# TYPE llamalb_queue_rejected_total counter\nllamalb_queue_rejected_total %llu\n"
+                   "# HELP llamalb_queue_timeouts_total Requests that waited too long.\n"
+                   "# TYPE llamalb_queue_timeouts_total counter\nllamalb_queue_timeouts_total %llu\n",
+               s->reg.nwaiting, (unsigned long long)atomic_load(&s->reg.queued_total),
+               (double)atomic_load(&s->reg.queue_wait_us) / 1e6,
+               (unsigned long long)atomic_load(&s->reg.queue_rejects),
+               (unsigned long long)atomic_load(&s->reg.queue_timeouts));
     reg_dump_metrics(&s->reg, &b, ev_now(c->w->loop));
     conn_respond(c, 200, "text/plain; version=0.0.4; charset=utf-8", buf_data(&b), b.len, NULL);
     buf_free(&b);

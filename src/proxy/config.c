@@ -20,6 +20,7 @@ enum opt_type {
     OPT_POLICY,
     OPT_BACKEND,
     OPT_CIDR,
+    OPT_ALIAS,
     OPT_FLAG, /* no value */
 };
 
@@ -76,6 +77,24 @@ static const struct opt opts[] = {
     {"eject-time", OPT_DURATION, F(eject_time), 1, 86400000, "first ejection (30s, doubling)"},
     {"eject-max-time", OPT_DURATION, F(eject_max_time), 1, 86400000, "longest ejection (300s)"},
     {"access-log", OPT_STR, F(access_log), 0, 0, "PATH, - (stdout) or off (default: stderr)"},
+    {"default-max-inflight", OPT_UINT, F(default_max_inflight), 0, 1000000,
+     "requests a backend takes at once unless it says (1; 0 = no cap)"},
+    {"queue-max", OPT_UINT, F(queue_max), 0, 1000000, "requests waiting for a free backend (1024)"},
+    {"queue-timeout", OPT_DURATION, F(queue_timeout), 1, 86400000,
+     "longest wait for a free backend (30s), then 503"},
+    {"unknown-model", OPT_STR, 0, 0, 0, 0,
+     "any (send to any backend, as the original demo) | reject (404 model_not_found)"},
+    {"model-alias", OPT_ALIAS, 0, 0, 0, 0, "REQUESTED=SERVED (repeatable)"},
+    {"local-models", OPT_BOOL, F(local_models), 0, 0,
+     "answer GET /v1/models from the registry (on)"},
+    {"affinity", OPT_STR, F(affinity), 0, 0,
+     "session affinity key: a header name (X-Session-Id) or user; off by default"},
+    {"slow-start", OPT_DURATION, F(slow_start), 0, 86400000,
+     "weight ramp for new or recovered backends (0 = off)"},
+    {"health-interval", OPT_DURATION, F(health_interval), 0, 86400000,
+     "active health probe interval (5s; 0 = off)"},
+    {"models-interval", OPT_DURATION, F(models_interval), 0, 86400000,
+     "GET /v1/models probe interval (60s; 0 = off)"},
     {"log-level", OPT_STR, 0, 0, 0, 0, "debug | info | warn | error (info)"},
 };
 
@@ -102,6 +121,20 @@ void cfg_defaults(struct cfg *c)
     c->eject_time = 30000;
     c->eject_max_time = 300000;
     strcpy(c->access_log, "stderr");
+    c->default_max_inflight = 1;
+    c->queue_max = 1024;
+    c->queue_timeout = 30000;
+    c->local_models = true;
+    c->health_interval = 5000;
+    c->models_interval = 60000;
+}
+
+const char *cfg_alias(const struct cfg *c, const char *m)
+{
+    for (unsigned i = 0; i < c->naliases; i++)
+        if (strcmp(c->aliases[i].from, m) == 0)
+            return c->aliases[i].to;
+    return m;
 }
 
 void cfg_free(struct cfg *c)
@@ -202,6 +235,18 @@ static int apply(struct cfg *c, const struct opt *o, const char *v, char *err, s
     }
     switch (o->type) {
     case OPT_STR:
+        if (strcmp(o->name, "unknown-model") == 0) {
+            if (strcmp(v, "any") != 0 && strcmp(v, "reject") != 0) {
+                snprintf(err, errlen, "unknown-model: expected any or reject");
+                return -1;
+            }
+            c->reject_unknown_model = strcmp(v, "reject") == 0;
+            return 0;
+        }
+        if (strcmp(o->name, "affinity") == 0 && strcmp(v, "off") == 0) {
+            c->affinity[0] = '\0';
+            return 0;
+        }
         if (strcmp(o->name, "log-level") == 0) {
             enum log_level lvl;
             if (log_parse_level(v, &lvl) != 0) {
@@ -285,6 +330,20 @@ static int apply(struct cfg *c, const struct opt *o, const char *v, char *err, s
         }
         c->nallow++;
         return 0;
+    case OPT_ALIAS: {
+        const char *eq = strchr(v, '=');
+        if (c->naliases == CFG_MAX_ALIASES || eq == NULL || eq == v || eq[1] == '\0' ||
+            (size_t)(eq - v) >= sizeof(c->aliases[0].from) ||
+            strlen(eq + 1) >= sizeof(c->aliases[0].to)) {
+            snprintf(err, errlen, "model-alias: expected REQUESTED=SERVED");
+            return -1;
+        }
+        memcpy(c->aliases[c->naliases].from, v, (size_t)(eq - v));
+        c->aliases[c->naliases].from[eq - v] = '\0';
+        strcpy(c->aliases[c->naliases].to, eq + 1);
+        c->naliases++;
+        return 0;
+    }
     case OPT_FLAG:
         return 0;
     }

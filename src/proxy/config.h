@@ -15,6 +15,7 @@
 #include "registry.h"
 
 #define CFG_MAX_ALLOW 16
+#define CFG_MAX_ALIASES 64
 
 struct cidr {
     struct net_addr net;
@@ -51,7 +52,22 @@ struct cfg {
     char access_log[512];          /* path, "-" (stdout) or "off" */
     struct cidr allow[CFG_MAX_ALLOW]; /* admin registrations allowed into these despite the deny list */
     unsigned nallow;
+    /* LLM-aware balancing */
+    unsigned default_max_inflight; /* per-backend cap when a backend does not say (1; 0 = none) */
+    unsigned queue_max;            /* requests waiting for a slot (1024) */
+    int64_t queue_timeout;         /* ms a request may wait for a slot (30s) */
+    bool reject_unknown_model;     /* --unknown-model reject: 404 model_not_found */
+    bool local_models;             /* GET /v1/models answered from the registry (on) */
+    char affinity[64];             /* "" (off), "user" or a header name such as X-Session-Id */
+    int64_t slow_start;            /* ms weight ramp for new/recovered backends (0 = off) */
+    int64_t health_interval;       /* ms between active probes (0 = off) */
+    int64_t models_interval;       /* ms between GET /v1/models probes (0 = off) */
+    unsigned naliases;
+    struct { char from[128], to[128]; } aliases[CFG_MAX_ALIASES];
 };
+
+/* Applies --model-alias: the served name for a requested one, else <m>. */
+const char *cfg_alias(const struct cfg *c, const char *m);
 
 /* Fills <c> with defaults. */
 void cfg_defaults(struct cfg *c);

@@ -74,6 +74,8 @@ static inline int64_t now_ms(const struct conn *c) { return ev_now(c->w->loop); 
 
 /* ================================================================ timers */
 
+static void finish_local_error(struct conn *c);
+
 static void conn_timeout_cb(struct ev_loop *loop, struct ev_timer *t)
 {
     struct conn *c = t->data;
@@ -91,6 +93,20 @@ static void conn_timeout_cb(struct ev_loop *loop, struct ev_timer *t)
         conn_error(c, 408, "request body not received in time", "invalid_request_error",
                    "request_timeout");
         return;
+    case CS_QUEUED: {
+        struct backend *b = reg_cancel_wait(&srv(c)->reg, &c->waiter);
+        if (b != NULL) { /* handed a slot in the same instant: use it */
+            c->waiter.assigned = b;
+            conn_dequeued(c);
+            return;
+        }
+        atomic_fetch_add(&srv(c)->reg.queue_timeouts, 1);
+        c->state = CS_UPSTREAM;
+        conn_error(c, 503, "every backend is busy: timed out waiting in the queue",
+                   "server_error", "queue_timeout");
+        finish_local_error(c);
+        return;
+    }
     default: /* the client stopped reading our response */
         log_debug("client %d: send timeout", c->io.fd);
         atomic_fetch_add(&srv(c)->stats.aborted_streams, 1);
@@ -157,9 +173,21 @@ static void drop_upstream(struct conn *c, bool failed)
         c->up = NULL;
     }
     if (c->be != NULL) {
-        reg_release(&srv(c)->reg, c->be, failed, now_ms(c));
+        struct reg_outcome o = {.failed = failed};
+        reg_release(&srv(c)->reg, c->be, &o, now_ms(c));
         backend_unref(c->be);
         c->be = NULL;
+    }
+}
+
+/* Leaves the gateway queue; a slot handed over meanwhile goes back. */
+static void leave_queue(struct conn *c)
+{
+    struct backend *b = reg_cancel_wait(&srv(c)->reg, &c->waiter);
+    if (b != NULL) {
+        struct reg_outcome o = {0};
+        reg_release(&srv(c)->reg, b, &o, now_ms(c));
+        backend_unref(b);
     }
 }
 
@@ -175,6 +203,8 @@ void conn_close(struct conn *c)
     if (c->closed)
         return;
     c->closed = true;
+    if (c->state == CS_QUEUED)
+        leave_queue(c);
     if (c->state == CS_UPSTREAM || c->state == CS_RELAY) {
         if (!c->resp_done)
             atomic_fetch_add(&srv(c)->stats.aborted_streams, 1);
@@ -444,6 +474,93 @@ static void reset_request(struct conn *c)
     c->is_head = false;
     c->send_cl = false;
     c->head_deadline = 0;
+    c->model[0] = '\0';
+    c->pin[0] = '\0';
+    c->affinity = 0;
+    c->is_upload = false;
+    c->local_models = false;
+    c->t_sent_us = c->t_first_us = c->t_last_us = 0;
+    c->events = 0;
+}
+
+static uint64_t hash_bytes(const char *p, size_t n)
+{
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)p[i]) * 0x100000001B3ULL;
+    return h ? h : 1;
+}
+
+/* Copies a JSON string's raw contents if it has no escapes (model names
+ * and file ids never need them; an escaped one is treated as absent). */
+static bool copy_plain(struct slice v, char *out, size_t outlen)
+{
+    if (v.len == 0 || v.len >= outlen || memchr(v.p, '\\', v.len) != NULL)
+        return false;
+    memcpy(out, v.p, v.len);
+    out[v.len] = '\0';
+    return true;
+}
+
+/* What the body says about routing: the top-level "model" (one pass over
+ * the bytes up to it, however large the prompt after it), a file id for
+ * /v1/chunks, and the "user" field when it is the affinity key. */
+static void classify_body(struct conn *c)
+{
+    const struct cfg *k = cfg(c);
+    struct slice v;
+    if (c->body.len == 0 || strcmp(c->method, "POST") != 0)
+        return;
+    const char *js = buf_data(&c->body);
+    if (json_top_string(js, c->body.len, "model", &v) == 1 &&
+        copy_plain(v, c->model, sizeof(c->model))) {
+        const char *to = cfg_alias(k, c->model);
+        if (to != c->model)
+            snprintf(c->model, sizeof(c->model), "%s", to);
+    }
+    if (strcmp(k->affinity, "user") == 0 && json_top_string(js, c->body.len, "user", &v) == 1 &&
+        v.len > 0)
+        c->affinity = hash_bytes(v.p, v.len);
+    if (strncmp(c->path, "/v1/chunks", 10) == 0 &&
+        json_top_string(js, c->body.len, "id", &v) == 1) {
+        char id[64];
+        if (copy_plain(v, id, sizeof(id)) && !reg_file_get(&srv(c)->reg, id, c->pin, sizeof(c->pin)))
+            c->pin[0] = '\0';
+    }
+}
+
+/* What the head says about routing: local /v1/models, uploads, file ids in
+ * the path, the affinity header. Runs while the header slices are valid. */
+static void classify_head(struct conn *c, const struct http1_msg *m)
+{
+    const struct cfg *k = cfg(c);
+    const char *p = c->path;
+    size_t plen = strcspn(p, "?");
+    if (k->local_models && plen == 10 && strncmp(p, "/v1/models", 10) == 0 &&
+        (strcmp(c->method, "GET") == 0 || strcmp(c->method, "HEAD") == 0))
+        c->local_models = true;
+    if (plen == 9 && strncmp(p, "/v1/files", 9) == 0 && strcmp(c->method, "POST") == 0)
+        c->is_upload = true;
+    const char *id = NULL;
+    if (strncmp(p, "/v1/files/download/", 19) == 0)
+        id = p + 19;
+    else if (strncmp(p, "/v1/files/", 10) == 0)
+        id = p + 10;
+    if (id != NULL) {
+        char fid[64];
+        size_t n = strcspn(id, "/?");
+        if (n > 0 && n < sizeof(fid)) {
+            memcpy(fid, id, n);
+            fid[n] = '\0';
+            if (!reg_file_get(&srv(c)->reg, fid, c->pin, sizeof(c->pin)))
+                c->pin[0] = '\0';
+        }
+    }
+    if (k->affinity[0] != '\0' && strcmp(k->affinity, "user") != 0) {
+        const struct http1_header *h = http1_find(m, k->affinity);
+        if (h != NULL && h->value.len > 0)
+            c->affinity = hash_bytes(h->value.p, h->value.len);
+    }
 }
 
 static void body_complete(struct conn *c)
@@ -457,6 +574,16 @@ static void body_complete(struct conn *c)
     if (c->admin) {
         c->state = CS_UPSTREAM; /* "being answered" */
         admin_handle(c);
+        return;
+    }
+    classify_body(c);
+    if (c->local_models) {
+        struct buf b = {0};
+        c->state = CS_UPSTREAM;
+        reg_models_json(&srv(c)->reg, &b, now_ms(c));
+        conn_respond(c, 200, "application/json", buf_data(&b), b.len, NULL);
+        buf_free(&b);
+        conn_local_done(c);
         return;
     }
     dispatch(c);
@@ -496,6 +623,7 @@ static void on_head(struct conn *c, int hl)
             return;
         }
         build_upstream_head(c, m);
+        classify_head(c, m);
     }
     buf_consume(&c->in, (size_t)hl);
     c->body_left = m->framing == HTTP1_BODY_LENGTH ? m->content_length : 0;
@@ -684,52 +812,130 @@ static void upstream_send(struct conn *c);
 static void up_timeout_cb(struct ev_loop *loop, struct ev_timer *t);
 static void up_failed(struct conn *c, const char *err);
 
-/* Picks a backend and starts the request on it. */
+static void wake_loop(void *loop)
+{
+    ev_wake(loop);
+}
+
+static void fill_req(struct conn *c, struct reg_req *q)
+{
+    q->model = c->model[0] ? c->model : NULL;
+    q->pin = c->pin[0] ? c->pin : NULL;
+    q->affinity = c->affinity;
+    q->tried = c->tried;
+    q->ntried = c->ntried;
+}
+
+/* After a response the balancer made itself while a request was in
+ * flight (no backend, queue full or timed out, upstream failed): keep the
+ * connection for the next request unless it must close. */
+static void finish_local_error(struct conn *c)
+{
+    if (c->closed || c->state == CS_CLOSING)
+        return;
+    if (c->close_after) {
+        c->state = CS_CLOSING;
+        arm(c, cfg(c)->send_timeout);
+        flush(c);
+        return;
+    }
+    reset_request(c);
+    c->state = CS_HEAD;
+    flush(c);
+    if (!c->closed)
+        drive(c);
+}
+
+/* Starts the request on the backend in c->be: lease a pooled connection
+ * or connect, then send. */
+static void start_upstream(struct conn *c)
+{
+    struct backend *b = c->be;
+    int err = 0;
+    c->state = CS_UPSTREAM;
+    struct upconn *u = up_lease(c->w, b, c->fresh_only, &err);
+    if (u == NULL) {
+        log_debug("backend %s: connect: %s", b->spec.name, strerror(-err));
+        up_failed(c, up_err_connect);
+        return;
+    }
+    c->up = u;
+    u->c = c;
+    u->sent = 0;
+    u->got_bytes = false;
+    c->resp_done = false;
+    c->pass = 0;
+    c->t_sent_us = util_now_us();
+    http1_msg_reset(&c->req); /* reused below for the response head */
+    if (!u->connected) {
+        ev_timer_start(c->w->loop, &u->timer, cfg(c)->connect_timeout, up_timeout_cb, u);
+        return; /* the writable event completes the connect */
+    }
+    upstream_send(c);
+}
+
+/* Picks a backend and starts the request on it, or queues it when every
+ * eligible backend is at its cap. */
 static void dispatch(struct conn *c)
 {
     struct server *s = srv(c);
+    struct reg_req q;
+    const char *why = NULL;
+    struct backend *b = NULL;
+    fill_req(c, &q);
     c->state = CS_UPSTREAM;
-    for (;;) {
-        struct backend *b = reg_pick(&s->reg, c->tried, c->ntried, &c->w->rng, now_ms(c));
-        if (b == NULL) {
-            if (c->ntried == 0) {
-                atomic_fetch_add(&s->stats.no_backend, 1);
-                conn_error(c, 503, "no backend available", "server_error", "no_backend");
-            } else {
-                conn_error(c, 502, "every backend tried failed", "server_error",
-                           "upstream_error");
-            }
-            c->state = c->close_after ? CS_CLOSING : CS_HEAD;
-            if (c->state == CS_HEAD) {
-                reset_request(c);
-                flush(c);
-                if (!c->closed)
-                    drive(c);
-            }
-            return;
-        }
+    c->waiter.ready_list = &c->w->ready;
+    c->waiter.wake = wake_loop;
+    c->waiter.wake_arg = c->w->loop;
+    enum reg_pick_rc rc = reg_pick(&s->reg, &q, &c->w->rng, now_ms(c), &c->waiter, &b, &why);
+    switch (rc) {
+    case REG_PICKED:
+        log_debug("%s %s -> %s (%s%s%s)", c->method, c->path, b->spec.name, why,
+                  c->model[0] ? ", model " : "", c->model);
         c->be = b;
-        int err = 0;
-        struct upconn *u = up_lease(c->w, b, c->fresh_only, &err);
-        if (u == NULL) {
-            log_debug("backend %s: connect: %s", b->spec.name, strerror(-err));
-            up_failed(c, up_err_connect);
-            return;
+        start_upstream(c);
+        return;
+    case REG_QUEUED:
+        c->state = CS_QUEUED;
+        arm(c, cfg(c)->queue_timeout);
+        return;
+    case REG_QUEUE_FULL:
+        conn_error(c, 503, "every backend is busy and the queue is full", "server_error",
+                   "queue_full");
+        break;
+    case REG_NO_MODEL: {
+        char msg[200];
+        snprintf(msg, sizeof(msg), "The model '%.128s' does not exist", c->model);
+        conn_error(c, 404, msg, "invalid_request_error", "model_not_found");
+        break;
+    }
+    case REG_NONE:
+        if (c->ntried == 0) {
+            atomic_fetch_add(&s->stats.no_backend, 1);
+            conn_error(c, 503, "no backend available", "server_error", "no_backend");
+        } else {
+            conn_error(c, 502, "every backend tried failed", "server_error", "upstream_error");
         }
-        c->up = u;
-        u->c = c;
-        u->sent = 0;
-        u->got_bytes = false;
-        c->resp_done = false;
-        c->pass = 0;
-        http1_msg_reset(&c->req); /* reused below for the response head */
-        if (!u->connected) {
-            ev_timer_start(c->w->loop, &u->timer, cfg(c)->connect_timeout, up_timeout_cb, u);
-            return; /* the writable event completes the connect */
-        }
-        upstream_send(c);
+        break;
+    }
+    finish_local_error(c);
+}
+
+void conn_dequeued(struct conn *c)
+{
+    struct backend *b = c->waiter.assigned;
+    c->waiter.assigned = NULL;
+    c->waiter.state = REG_W_IDLE;
+    if (c->closed) { /* cannot happen: conn_close cancels; keep the slot safe anyway */
+        struct reg_outcome o = {0};
+        reg_release(&srv(c)->reg, b, &o, now_ms(c));
+        backend_unref(b);
         return;
     }
+    ev_timer_stop(c->w->loop, &c->timer);
+    log_debug("%s %s -> %s (dequeued)", c->method, c->path, b->spec.name);
+    c->be = b;
+    start_upstream(c);
 }
 
 /* Writes the request (head, framing, body) to the upstream. */
@@ -802,7 +1008,8 @@ static void up_failed(struct conn *c, const char *err)
             up_release(c->up, false);
             c->up = NULL;
         }
-        reg_release(&s->reg, b, false, now_ms(c));
+        struct reg_outcome ok = {0};
+        reg_release(&s->reg, b, &ok, now_ms(c));
         backend_unref(b);
         c->be = NULL;
         dispatch(c);
@@ -821,7 +1028,9 @@ static void up_failed(struct conn *c, const char *err)
     }
     drop_upstream(c, true);
     c->fresh_only = false;
-    if (retry && reg_has_alternative(&s->reg, c->tried, c->ntried, now_ms(c))) {
+    struct reg_req q;
+    fill_req(c, &q);
+    if (retry && reg_has_alternative(&s->reg, &q, now_ms(c))) {
         if (b != NULL)
             atomic_fetch_add(&b->stats.retries, 1);
         dispatch(c);
@@ -829,13 +1038,7 @@ static void up_failed(struct conn *c, const char *err)
     }
     conn_error(c, status, status == 504 ? "upstream timed out" : "upstream failed", "server_error",
                status == 504 ? "upstream_timeout" : "upstream_error");
-    if (c->state == CS_UPSTREAM) { /* keep-alive survives our own error */
-        reset_request(c);
-        c->state = CS_HEAD;
-        flush(c);
-        if (!c->closed)
-            drive(c);
-    }
+    finish_local_error(c); /* keep-alive survives our own error */
 }
 
 static void up_timeout_cb(struct ev_loop *loop, struct ev_timer *t)
@@ -942,7 +1145,16 @@ static void finish_response(struct conn *c)
     c->up = NULL;
     u->c = NULL;
     up_release(u, c->up_reusable && u->in.len == 0 && !atomic_load(&s->draining));
-    reg_release(&s->reg, b, failed, now_ms(c));
+    struct reg_outcome o = {.failed = failed};
+    if (c->t_sent_us != 0 && c->t_first_us >= c->t_sent_us) {
+        o.ttft_us = c->t_first_us - c->t_sent_us;
+        o.events = c->events;
+        if (c->events > 1)
+            o.tbt_us = (c->t_last_us - c->t_first_us) / (c->events - 1);
+    }
+    if (c->events > 1)
+        atomic_fetch_add(&b->stats.events, c->events);
+    reg_release(&s->reg, b, &o, now_ms(c));
     backend_unref(b);
     c->be = NULL;
     if (c->close_after) {
@@ -1005,6 +1217,29 @@ static bool frame_upstream(struct conn *c)
     return true;
 }
 
+/* Notes that response body bytes arrived: live speed for the policy. */
+static void mark_body(struct conn *c)
+{
+    int64_t t = util_now_us();
+    if (c->events++ == 0)
+        c->t_first_us = t;
+    c->t_last_us = t;
+}
+
+/* Learns which backend stored an upload, from the id in its JSON answer
+ * (when the whole small body came with the head). */
+static void learn_upload(struct conn *c)
+{
+    struct buf *in = &c->up->in;
+    struct slice v;
+    char id[64];
+    if (c->status != 200 || c->resp_framing != HTTP1_BODY_LENGTH || in->len < c->resp_left)
+        return;
+    if (json_top_string(buf_data(in), (size_t)c->resp_left, "id", &v) == 1 &&
+        copy_plain(v, id, sizeof(id)))
+        reg_file_put(&srv(c)->reg, id, c->be->spec.name);
+}
+
 /* Moves response bytes from the upstream to the client, reading the
  * upstream only when the client has taken everything before. */
 static void relay(struct conn *c)
@@ -1047,6 +1282,7 @@ static void relay(struct conn *c)
         ssize_t r = read(u->io.fd, p, buf_room(&u->in));
         if (r > 0) {
             buf_commit(&u->in, (size_t)r);
+            mark_body(c);
             continue;
         }
         if (r == 0) {
@@ -1084,7 +1320,10 @@ static void on_response_head(struct conn *c, int hl)
         c->ntried + 1 < cfg(c)->max_tries) {
         struct backend *b = c->be;
         c->tried[c->ntried] = b; /* tentatively, to ask for an alternative */
-        bool alt = reg_has_alternative(&srv(c)->reg, c->tried, c->ntried + 1, now_ms(c));
+        struct reg_req q;
+        fill_req(c, &q);
+        q.ntried++;
+        bool alt = reg_has_alternative(&srv(c)->reg, &q, now_ms(c));
         if (alt) {
             log_info("backend %s answered %d: retrying elsewhere", b->spec.name, st);
             atomic_fetch_add(&b->stats.retries, 1);
@@ -1104,6 +1343,10 @@ static void on_response_head(struct conn *c, int hl)
     build_client_head(c, r);
     buf_consume(&u->in, (size_t)hl);
     ev_timer_stop(c->w->loop, &u->timer);
+    if (u->in.len > 0 || c->resp_framing == HTTP1_BODY_NONE)
+        mark_body(c);
+    if (c->is_upload)
+        learn_upload(c);
     c->state = CS_RELAY;
     relay(c);
 }

@@ -7,7 +7,9 @@
  *   wrr     smooth weighted round robin (nginx's): deterministic, evenly
  *           interleaved (weights 3:1 give a a b a, a a b a, ...)
  *   least   lowest in-flight per unit of weight; ties go to the backend
- *           with the larger weight, then round robin among equals
+ *           measured fastest here (EWMA of time to first byte plus time
+ *           between streamed events times events per response: the expected
+ *           service time), then to the larger weight, then at random
  *   p2c     power of two choices: two weighted-random candidates, the less
  *           loaded wins; near-least quality at O(1) per pick */
 #include <stdatomic.h>
@@ -22,12 +24,12 @@ static struct backend *pick_weighted_random(struct backend *const *cand, unsigne
 {
     uint64_t total = 0;
     for (unsigned i = 0; i < n; i++)
-        total += cand[i]->spec.weight;
+        total += cand[i]->eff_weight;
     uint64_t r = util_rand64(rng) % total;
     for (unsigned i = 0; i < n; i++) {
-        if (r < cand[i]->spec.weight)
+        if (r < cand[i]->eff_weight)
             return cand[i];
-        r -= cand[i]->spec.weight;
+        r -= cand[i]->eff_weight;
     }
     return cand[n - 1];
 }
@@ -39,8 +41,8 @@ static struct backend *pick_wrr(struct backend *const *cand, unsigned n, uint64_
     UNUSED(rng);
     for (unsigned i = 0; i < n; i++) {
         struct backend *b = cand[i];
-        b->wrr_current += b->spec.weight;
-        total += b->spec.weight;
+        b->wrr_current += (int64_t)b->eff_weight;
+        total += (int64_t)b->eff_weight;
         if (best == NULL || b->wrr_current > best->wrr_current)
             best = b;
     }
@@ -49,10 +51,18 @@ static struct backend *pick_wrr(struct backend *const *cand, unsigned n, uint64_
 }
 
 /* Compares load a/wa with b/wb without division: <0 if a is less loaded. */
-static int cmp_load(unsigned a, unsigned wa, unsigned b, unsigned wb)
+static int cmp_load(unsigned a, uint64_t wa, unsigned b, uint64_t wb)
 {
+    /* eff_weight <= 1e9 (30 bits) and loads stay far below 2^32: no overflow. */
     uint64_t l = (uint64_t)a * wb, r = (uint64_t)b * wa;
     return l < r ? -1 : l > r ? 1 : 0;
+}
+
+/* Expected service time in µs from live measurements; 0 while unmeasured,
+ * so a new backend gets tried early and measured. */
+static double speed_score(const struct backend *b)
+{
+    return b->samples ? b->ewma_ttft_us + b->ewma_tbt_us * b->ewma_events : 0.0;
 }
 
 static struct backend *pick_least(struct backend *const *cand, unsigned n, uint64_t *rng)
@@ -70,8 +80,12 @@ static struct backend *pick_least(struct backend *const *cand, unsigned n, uint6
             best_load = load;
             continue;
         }
-        int c = cmp_load(load, b->spec.weight, best_load, best->spec.weight);
-        if (c < 0 || (c == 0 && b->spec.weight > best->spec.weight)) {
+        int c = cmp_load(load, b->eff_weight, best_load, best->eff_weight);
+        if (c == 0) {
+            double sb = speed_score(b), sbest = speed_score(best);
+            c = sb < sbest ? -1 : sb > sbest ? 1 : 0;
+        }
+        if (c < 0 || (c == 0 && b->eff_weight > best->eff_weight)) {
             best = b;
             best_load = load;
         }
@@ -89,7 +103,7 @@ static struct backend *pick_p2c(struct backend *const *cand, unsigned n, uint64_
         b = pick_weighted_random(cand, n, rng);
     unsigned la = atomic_load_explicit(&a->inflight, memory_order_relaxed) + 1;
     unsigned lb = atomic_load_explicit(&b->inflight, memory_order_relaxed) + 1;
-    return cmp_load(lb, b->spec.weight, la, a->spec.weight) < 0 ? b : a;
+    return cmp_load(lb, b->eff_weight, la, a->eff_weight) < 0 ? b : a;
 }
 
 const struct lb_ops lb_random = {"random", pick_weighted_random};

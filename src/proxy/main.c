@@ -151,6 +151,10 @@ int main(int argc, char **argv)
     s->reg.eject_after = s->cfg.eject_after;
     s->reg.eject_base_ms = s->cfg.eject_time;
     s->reg.eject_max_ms = s->cfg.eject_max_time;
+    s->reg.default_cap = s->cfg.default_max_inflight;
+    s->reg.queue_max = s->cfg.queue_max;
+    s->reg.slow_start_ms = s->cfg.slow_start;
+    s->reg.reject_unknown_model = s->cfg.reject_unknown_model;
     for (unsigned i = 0; i < s->cfg.nbackends; i++) {
         if (reg_upsert(&s->reg, &s->cfg.backends[i], REG_SOURCE_STATIC, nerr) < 0) {
             fprintf(stderr, "llamalb: %s\n", nerr);

@@ -90,11 +90,13 @@ struct worker {
     struct buf alog;            /* access log lines, one write per loop iteration */
     bool draining;              /* this worker has started draining */
     struct ev_timer drain_timer;
+    struct list ready;          /* queued requests handed a backend (registry lock) */
 };
 
 enum conn_state {
     CS_HEAD = 0,  /* reading a request head, or idle between requests */
     CS_BODY,      /* reading the request body */
+    CS_QUEUED,    /* every eligible backend is full: waiting in the gateway queue */
     CS_UPSTREAM,  /* request dispatched, waiting for the response head */
     CS_RELAY,     /* relaying the response body */
     CS_CLOSING,   /* flushing our last bytes, then close */
@@ -140,6 +142,12 @@ struct conn {
     char rid[36];               /* X-Request-Id */
     int64_t t0_us;              /* head complete */
     struct admin_req *ar;
+    char model[128];            /* requested "model" (aliases applied), "" = none */
+    char pin[REG_NAME_MAX + 1]; /* backend holding the named uploaded file, "" = none */
+    uint64_t affinity;          /* session key hash, 0 = none */
+    bool is_upload;             /* POST /v1/files: learn the new file's id */
+    bool local_models;          /* GET /v1/models: answered here */
+    struct reg_waiter waiter;   /* the gateway queue */
 
     /* upstream side */
     struct upconn *up;
@@ -161,6 +169,10 @@ struct conn {
     int status;
     uint64_t bytes_out;
     int64_t ttfb_us;
+    int64_t t_sent_us;          /* request handed to the backend */
+    int64_t t_first_us;         /* first response body bytes (first token) */
+    int64_t t_last_us;          /* latest response body bytes */
+    unsigned events;            /* reads that brought body bytes (one per token when streaming) */
 };
 
 /* An upstream connection: leased to one conn, or idle in its backend's pool
@@ -195,6 +207,8 @@ const char *http_reason(int status);
 
 /* Completes a request the balancer answered itself (admin API). */
 void conn_local_done(struct conn *c);
+/* A queued request got a backend (worker thread, after reg_take_ready). */
+void conn_dequeued(struct conn *c);
 /* Frees a closed conn (before-sleep only). */
 void conn_free(struct conn *c);
 ev_io_cb conn_io_cb;

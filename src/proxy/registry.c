@@ -24,6 +24,11 @@ void reg_init(struct registry *r, unsigned nworkers, const struct lb_ops *policy
     r->eject_after = 5;
     r->eject_base_ms = 30000;
     r->eject_max_ms = 300000;
+    r->default_cap = 1;
+    r->queue_max = 1024;
+    list_init(&r->waiters);
+    util_random_bytes(&r->rng, sizeof(r->rng));
+    r->rng |= 1;
 }
 
 void backend_unref(struct backend *b)
@@ -41,10 +46,14 @@ void reg_deinit(struct registry *r)
         backend_unref(r->v[i]);
     }
     free(r->v);
+    free(r->files);
     r->v = NULL;
+    r->files = NULL;
     r->n = r->cap = 0;
     pthread_mutex_destroy(&r->lock);
 }
+
+static void kick_locked(struct registry *r, int64_t now);
 
 /* ---------------------------------------------------------------- specs */
 
@@ -136,6 +145,7 @@ int reg_spec_parse(const char *arg, struct backend_spec *s, char *err)
             if (util_parse_u64(v, strlen(v), 0, 1000000, &n) != 0)
                 goto bad;
             s->max_inflight = (unsigned)n;
+            s->max_inflight_set = true;
         } else if (strcmp(part, "models") == 0) {
             char *msave = NULL;
             for (char *m = strtok_r(v, "|", &msave); m != NULL; m = strtok_r(NULL, "|", &msave)) {
@@ -163,6 +173,8 @@ static struct backend *backend_new(struct registry *r, const struct backend_spec
     b->spec = *s;
     b->addr = *addr;
     b->source = src;
+    b->cap = s->max_inflight_set ? s->max_inflight : r->default_cap;
+    b->ramp_start = util_now_ms();
     atomic_init(&b->refs, 1);
     b->pools = xcalloc(r->nworkers, sizeof(*b->pools));
     for (unsigned i = 0; i < r->nworkers; i++)
@@ -190,8 +202,11 @@ static void update_slot(struct registry *r, unsigned i, const struct backend_spe
 {
     struct backend *old = r->v[i];
     if (net_addr_equal(&old->addr, addr)) {
+        if (old->spec.weight == 0 && s->weight > 0)
+            old->ramp_start = util_now_ms(); /* back from draining: ramp up again */
         old->spec = *s;
         old->source = src;
+        old->cap = s->max_inflight_set ? s->max_inflight : r->default_cap;
         return;
     }
     r->v[i] = backend_new(r, s, addr, src);
@@ -225,6 +240,8 @@ int reg_upsert(struct registry *r, const struct backend_spec *s, enum reg_source
         ret = 0;
     }
     atomic_fetch_add(&r->version, 1);
+    if (r->nwaiting > 0)
+        kick_locked(r, util_now_ms());
     pthread_mutex_unlock(&r->lock);
     return ret;
 }
@@ -302,6 +319,8 @@ int reg_replace(struct registry *r, enum reg_source src, const struct backend_sp
         if (!used[j])
             push(r, backend_new(r, &specs[j], &addrs[j], src));
     atomic_fetch_add(&r->version, 1);
+    if (r->nwaiting > 0)
+        kick_locked(r, util_now_ms());
     unsigned total = r->n;
     pthread_mutex_unlock(&r->lock);
     free(used);
@@ -331,23 +350,64 @@ static bool was_tried(const struct backend *b, struct backend *const *tried, uns
     return false;
 }
 
-/* Fills the candidate list. Ejected backends are used only when nothing
- * else is eligible: ejection never empties the pool. Caller holds the lock. */
-static unsigned candidates(struct registry *r, struct backend *const *tried, unsigned ntried,
-                           int64_t now)
+bool reg_serves(const struct backend *b, const char *model)
+{
+    for (unsigned i = 0; i < b->spec.nmodels; i++)
+        if (strcmp(b->spec.models[i], model) == 0)
+            return true;
+    if (b->spec.nmodels == 0)
+        for (unsigned i = 0; i < b->nprobed; i++)
+            if (strcmp(b->probed_models[i], model) == 0)
+                return true;
+    return false;
+}
+
+/* Slow start: a backend that just joined or came back from ejection gets
+ * a share of its weight growing linearly from 10 % to 100 %. */
+static uint64_t effective_weight(const struct registry *r, const struct backend *b, int64_t now)
+{
+    uint64_t w = (uint64_t)b->spec.weight * 1000;
+    if (r->slow_start_ms > 0 && now < b->ramp_start + r->slow_start_ms) {
+        int64_t t = now > b->ramp_start ? now - b->ramp_start : 0;
+        uint64_t permille = 100 + (uint64_t)(900 * t / r->slow_start_ms);
+        w = w * permille / 1000;
+    }
+    return w ? w : 1;
+}
+
+/* Which backends may take request <q>: weight > 0, not tried, serving the
+ * model (or any, for unknown models), the pinned one only if pinned. Counts
+ * in <*full> those that qualify but are at their cap. Ejected backends
+ * count only when no other qualifies: ejection never empties the pool.
+ * Caller holds the lock. Returns the count, or -1 for an unknown model that
+ * must be refused. */
+static int candidates(struct registry *r, const struct reg_req *q, int64_t now, unsigned *full)
 {
     if (cand_cap < r->n) {
         cand_cap = r->n < 64 ? 64 : r->n;
         cand = xrealloc(cand, cand_cap * sizeof(*cand));
     }
+    bool by_model = false, pinned = false;
+    if (q->pin != NULL) {
+        for (unsigned i = 0; i < r->n && !pinned; i++)
+            pinned = r->v[i]->spec.weight > 0 && strcmp(r->v[i]->spec.name, q->pin) == 0;
+    }
+    if (!pinned && q->model != NULL && q->model[0] != '\0') {
+        for (unsigned i = 0; i < r->n && !by_model; i++)
+            by_model = r->v[i]->spec.weight > 0 && reg_serves(r->v[i], q->model);
+        if (!by_model && r->reject_unknown_model)
+            return -1;
+    }
     unsigned n = 0, ejected = 0;
+    *full = 0;
     for (int pass = 0; pass < 2 && n == 0; pass++) {
         for (unsigned i = 0; i < r->n; i++) {
             struct backend *b = r->v[i];
-            if (b->spec.weight == 0 || was_tried(b, tried, ntried))
+            if (b->spec.weight == 0 || was_tried(b, q->tried, q->ntried))
                 continue;
-            if (b->spec.max_inflight != 0 &&
-                atomic_load_explicit(&b->inflight, memory_order_relaxed) >= b->spec.max_inflight)
+            if (pinned && strcmp(b->spec.name, q->pin) != 0)
+                continue;
+            if (by_model && !reg_serves(b, q->model))
                 continue;
             bool down = b->down_until > now;
             if (pass == 0 && down) {
@@ -356,42 +416,174 @@ static unsigned candidates(struct registry *r, struct backend *const *tried, uns
             }
             if (pass == 1 && !down)
                 continue;
+            if (b->cap != 0 &&
+                atomic_load_explicit(&b->inflight, memory_order_relaxed) >= b->cap) {
+                (*full)++;
+                continue;
+            }
+            b->eff_weight = effective_weight(r, b, now);
             cand[n++] = b;
         }
-        if (ejected == 0)
+        if (ejected == 0 || *full > 0)
             break;
     }
-    return n;
+    return (int)n;
 }
 
-struct backend *reg_pick(struct registry *r, struct backend *const *tried, unsigned ntried,
-                         uint64_t *rng, int64_t now_ms)
+/* Rendezvous hashing: the candidate with the highest hash of (key, name)
+ * keeps a session while it is eligible; candidates() already left out
+ * backends at their cap, which bounds the load a hot session can pile on. */
+static struct backend *pick_affinity(struct backend *const *c, unsigned n, uint64_t key)
+{
+    struct backend *best = NULL;
+    uint64_t best_h = 0;
+    for (unsigned i = 0; i < n; i++) {
+        uint64_t h = key ^ 0x9E3779B97F4A7C15ULL;
+        for (const char *p = c[i]->spec.name; *p; p++)
+            h = (h ^ (unsigned char)*p) * 0x100000001B3ULL;
+        h ^= h >> 33;
+        h *= 0xff51afd7ed558ccdULL;
+        h ^= h >> 33;
+        if (best == NULL || h > best_h) {
+            best = c[i];
+            best_h = h;
+        }
+    }
+    return best;
+}
+
+/* Picks among the candidates of <q>; caller holds the lock. */
+static enum reg_pick_rc pick_locked(struct registry *r, const struct reg_req *q, uint64_t *rng,
+                                    int64_t now, struct backend **out, const char **why)
+{
+    unsigned full = 0;
+    int n = candidates(r, q, now, &full);
+    if (n < 0)
+        return REG_NO_MODEL;
+    if (n == 0)
+        return full > 0 ? REG_QUEUED : REG_NONE;
+    struct backend *b;
+    if (q->affinity != 0) {
+        b = pick_affinity(cand, (unsigned)n, q->affinity);
+        if (why)
+            *why = "session affinity";
+    } else {
+        b = r->policy->pick(cand, (unsigned)n, rng);
+        if (why)
+            *why = q->pin ? "file pinned" : q->model ? "model route + policy" : "policy";
+    }
+    atomic_fetch_add(&b->inflight, 1);
+    backend_ref(b);
+    *out = b;
+    return REG_PICKED;
+}
+
+/* Hands freed capacity to the oldest waiters that can use it. Lock held. */
+static void kick_locked(struct registry *r, int64_t now)
+{
+    struct list *e = r->waiters.next;
+    for (unsigned scanned = 0; e != &r->waiters && scanned < 256; scanned++) {
+        struct reg_waiter *w = list_entry(e, struct reg_waiter, link);
+        e = e->next;
+        struct backend *b = NULL;
+        if (pick_locked(r, &w->req, &r->rng, now, &b, NULL) != REG_PICKED)
+            continue;
+        list_del(&w->link);
+        r->nwaiting--;
+        w->assigned = b;
+        w->state = REG_W_READY;
+        atomic_fetch_add(&r->queue_wait_us, (uint64_t)(now - w->since_ms) * 1000);
+        list_add_tail(w->ready_list, &w->link);
+        w->wake(w->wake_arg);
+    }
+}
+
+enum reg_pick_rc reg_pick(struct registry *r, const struct reg_req *q, uint64_t *rng,
+                          int64_t now_ms, struct reg_waiter *w, struct backend **out,
+                          const char **why)
 {
     pthread_mutex_lock(&r->lock);
-    unsigned n = candidates(r, tried, ntried, now_ms);
-    struct backend *b = n ? r->policy->pick(cand, n, rng) : NULL;
-    if (b != NULL) {
-        atomic_fetch_add(&b->inflight, 1);
-        backend_ref(b);
+    enum reg_pick_rc rc = pick_locked(r, q, rng, now_ms, out, why);
+    if (rc == REG_QUEUED) {
+        if (w == NULL || r->nwaiting >= r->queue_max) {
+            rc = REG_QUEUE_FULL;
+            atomic_fetch_add(&r->queue_rejects, 1);
+        } else {
+            w->req = *q;
+            w->state = REG_W_QUEUED;
+            w->assigned = NULL;
+            w->since_ms = now_ms;
+            list_add_tail(&r->waiters, &w->link);
+            r->nwaiting++;
+            atomic_fetch_add(&r->queued_total, 1);
+        }
     }
+    pthread_mutex_unlock(&r->lock);
+    return rc;
+}
+
+struct backend *reg_cancel_wait(struct registry *r, struct reg_waiter *w)
+{
+    struct backend *b = NULL;
+    pthread_mutex_lock(&r->lock);
+    if (w->state == REG_W_QUEUED) {
+        list_del(&w->link);
+        r->nwaiting--;
+    } else if (w->state == REG_W_READY) {
+        list_del(&w->link);
+        b = w->assigned;
+    }
+    w->state = REG_W_IDLE;
+    w->assigned = NULL;
     pthread_mutex_unlock(&r->lock);
     return b;
 }
 
-bool reg_has_alternative(struct registry *r, struct backend *const *tried, unsigned ntried,
-                         int64_t now_ms)
+void reg_take_ready(struct registry *r, struct list *ready, struct list *out)
 {
     pthread_mutex_lock(&r->lock);
-    unsigned n = candidates(r, tried, ntried, now_ms);
+    while (!list_empty(ready)) {
+        struct list *e = ready->next;
+        list_del(e);
+        list_add_tail(out, e);
+    }
+    pthread_mutex_unlock(&r->lock);
+}
+
+void reg_kick(struct registry *r, int64_t now_ms)
+{
+    pthread_mutex_lock(&r->lock);
+    if (r->nwaiting > 0)
+        kick_locked(r, now_ms);
+    pthread_mutex_unlock(&r->lock);
+}
+
+bool reg_has_alternative(struct registry *r, const struct reg_req *q, int64_t now_ms)
+{
+    unsigned full = 0;
+    pthread_mutex_lock(&r->lock);
+    int n = candidates(r, q, now_ms, &full);
     pthread_mutex_unlock(&r->lock);
     return n > 0;
 }
 
-void reg_release(struct registry *r, struct backend *b, bool failed, int64_t now_ms)
+static void ewma(double *v, double sample, unsigned samples)
+{
+    *v = samples == 0 ? sample : *v * 0.8 + sample * 0.2;
+}
+
+void reg_release(struct registry *r, struct backend *b, const struct reg_outcome *o,
+                 int64_t now_ms)
 {
     atomic_fetch_sub(&b->inflight, 1);
     pthread_mutex_lock(&r->lock);
-    if (!failed) {
+    if (o->ttft_us > 0 && !o->failed) {
+        ewma(&b->ewma_ttft_us, (double)o->ttft_us, b->samples);
+        ewma(&b->ewma_tbt_us, (double)o->tbt_us, b->samples);
+        ewma(&b->ewma_events, o->events ? (double)o->events : 1.0, b->samples);
+        b->samples++;
+    }
+    if (!o->failed) {
         b->consecutive_failures = 0;
         if (b->down_until <= now_ms)
             b->down_for = 0;
@@ -399,11 +591,90 @@ void reg_release(struct registry *r, struct backend *b, bool failed, int64_t now
                b->down_until <= now_ms) {
         b->down_for = b->down_for ? MIN(b->down_for * 2, r->eject_max_ms) : r->eject_base_ms;
         b->down_until = now_ms + b->down_for;
+        b->ramp_start = b->down_until;
         b->consecutive_failures = 0;
         atomic_fetch_add(&b->stats.ejections, 1);
         log_warn("backend %s ejected for %lld ms after repeated failures", b->spec.name,
                  (long long)b->down_for);
     }
+    if (r->nwaiting > 0)
+        kick_locked(r, now_ms);
+    pthread_mutex_unlock(&r->lock);
+}
+
+void reg_set_probed_models(struct registry *r, struct backend *b, char (*models)[128], unsigned n)
+{
+    pthread_mutex_lock(&r->lock);
+    n = MIN(n, REG_MAX_MODELS);
+    memcpy(b->probed_models, models, n * sizeof(*models));
+    b->nprobed = n;
+    atomic_fetch_add(&r->version, 1);
+    if (r->nwaiting > 0)
+        kick_locked(r, util_now_ms());
+    pthread_mutex_unlock(&r->lock);
+}
+
+void reg_file_put(struct registry *r, const char *id, const char *name)
+{
+    pthread_mutex_lock(&r->lock);
+    if (r->files == NULL)
+        r->files = xcalloc(REG_MAX_FILES, sizeof(*r->files));
+    struct reg_file *f = &r->files[r->files_head];
+    r->files_head = (r->files_head + 1) % REG_MAX_FILES;
+    if (r->nfiles < REG_MAX_FILES)
+        r->nfiles++;
+    snprintf(f->id, sizeof(f->id), "%s", id);
+    snprintf(f->backend, sizeof(f->backend), "%s", name);
+    pthread_mutex_unlock(&r->lock);
+}
+
+bool reg_file_get(struct registry *r, const char *id, char *name, size_t len)
+{
+    bool found = false;
+    pthread_mutex_lock(&r->lock);
+    /* Newest first: an id re-uploaded elsewhere follows its latest copy. */
+    for (unsigned k = 0; k < r->nfiles && !found; k++) {
+        unsigned i = (r->files_head + REG_MAX_FILES - 1 - k) % REG_MAX_FILES;
+        if (strcmp(r->files[i].id, id) == 0) {
+            snprintf(name, len, "%s", r->files[i].backend);
+            found = true;
+        }
+    }
+    pthread_mutex_unlock(&r->lock);
+    return found;
+}
+
+void reg_models_json(struct registry *r, struct buf *out, int64_t now_ms)
+{
+    pthread_mutex_lock(&r->lock);
+    buf_append_str(out, "{\"object\":\"list\",\"data\":[");
+    unsigned emitted = 0;
+    for (unsigned i = 0; i < r->n; i++) {
+        const struct backend *b = r->v[i];
+        if (b->spec.weight == 0 || b->down_until > now_ms)
+            continue;
+        unsigned nm = b->spec.nmodels ? b->spec.nmodels : b->nprobed;
+        for (unsigned m = 0; m < nm; m++) {
+            const char *id = b->spec.nmodels ? b->spec.models[m] : b->probed_models[m];
+            bool seen = false;
+            /* Deduplicate against every earlier healthy backend's list. */
+            for (unsigned j = 0; j < i && !seen; j++) {
+                const struct backend *o = r->v[j];
+                if (o->spec.weight == 0 || o->down_until > now_ms)
+                    continue;
+                seen = reg_serves(o, id);
+            }
+            for (unsigned k = 0; k < m && !seen; k++)
+                seen = strcmp(id, b->spec.nmodels ? b->spec.models[k] : b->probed_models[k]) == 0;
+            if (seen)
+                continue;
+            buf_append_str(out, emitted++ ? ",{\"id\":" : "{\"id\":");
+            json_append_str(out, id, strlen(id));
+            buf_printf(out, ",\"object\":\"model\",\"created\":%lld,\"owned_by\":\"llamalb\"}",
+                       (long long)util_wall_s());
+        }
+    }
+    buf_append_str(out, "]}");
     pthread_mutex_unlock(&r->lock);
 }
 
@@ -427,14 +698,19 @@ void reg_dump_json(struct registry *r, struct buf *out, int64_t now_ms)
         buf_printf(out, ",\"weight\":%u,\"ip\":", b->spec.weight);
         json_append_str(out, b->spec.host, strlen(b->spec.host));
         buf_printf(out, ",\"port\":%d,\"models\":[", b->spec.port);
-        for (unsigned m = 0; m < b->spec.nmodels; m++) {
+        unsigned nm = b->spec.nmodels ? b->spec.nmodels : b->nprobed;
+        for (unsigned m = 0; m < nm; m++) {
+            const char *id = b->spec.nmodels ? b->spec.models[m] : b->probed_models[m];
             if (m)
                 buf_append_str(out, ",");
-            json_append_str(out, b->spec.models[m], strlen(b->spec.models[m]));
+            json_append_str(out, id, strlen(id));
         }
-        buf_printf(out, "],\"max_inflight\":%u,\"source\":\"%s\",\"state\":\"%s\",\"inflight\":%u}",
-                   b->spec.max_inflight, b->source == REG_SOURCE_STATIC ? "static" : "admin",
-                   state_name(b, now_ms), atomic_load(&b->inflight));
+        buf_printf(out,
+                   "],\"max_inflight\":%u,\"source\":\"%s\",\"state\":\"%s\",\"inflight\":%u,"
+                   "\"ewma_ttft_ms\":%.1f,\"ewma_tbt_ms\":%.2f}",
+                   b->cap, b->source == REG_SOURCE_STATIC ? "static" : "admin",
+                   state_name(b, now_ms), atomic_load(&b->inflight), b->ewma_ttft_us / 1000.0,
+                   b->ewma_tbt_us / 1000.0);
     }
     buf_append_str(out, "]");
     pthread_mutex_unlock(&r->lock);

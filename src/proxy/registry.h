@@ -25,6 +25,8 @@
 #include "list.h"
 #include "net.h"
 
+struct buf;
+
 #define REG_NAME_MAX 253
 #define REG_MAX_MODELS 32
 #define REG_MAX_WEIGHT 1000000
@@ -42,7 +44,8 @@ struct backend_spec {
     char host[NET_ADDRSTR_LEN]; /* numeric IP as given */
     int port;
     unsigned weight;
-    unsigned max_inflight;      /* 0 = no cap */
+    unsigned max_inflight;      /* 0 = no cap; used only if max_inflight_set */
+    bool max_inflight_set;      /* else the registry default applies */
     unsigned nmodels;
     char models[REG_MAX_MODELS][128];
 };
@@ -68,6 +71,7 @@ struct backend_stats {
     atomic_uint_fast64_t lat_sum_us;
     atomic_uint_fast64_t ttfb_sum_us;
     atomic_uint_fast64_t ejections;
+    atomic_uint_fast64_t events;     /* SSE events relayed (tokens, roughly) */
 };
 
 struct backend {
@@ -79,6 +83,15 @@ struct backend {
     atomic_bool removed;       /* out of the set: drain and let go */
     struct backend_stats stats;
     /* guarded by the registry lock */
+    unsigned cap;              /* effective max in-flight (0 = none) */
+    char probed_models[REG_MAX_MODELS][128]; /* from GET /v1/models when spec has none */
+    unsigned nprobed;
+    uint64_t eff_weight;       /* weight x 1000, scaled down during slow start; set per pick */
+    int64_t ramp_start;        /* ms: slow start begins (added, or back from ejection) */
+    double ewma_ttft_us;       /* live speed measured here: time to first byte */
+    double ewma_tbt_us;        /* time between streamed events */
+    double ewma_events;        /* events per streamed response (1 for plain ones) */
+    unsigned samples;
     int64_t wrr_current;       /* smooth WRR state */
     unsigned consecutive_failures;
     int64_t down_until;        /* ms (monotonic); ejected until then */
@@ -88,6 +101,48 @@ struct backend {
 };
 
 struct lb_ops;
+
+/* What a request needs from a backend. Pointers stay valid while the
+ * request waits (they point into its connection). */
+struct reg_req {
+    const char *model;                /* requested model (aliases applied), NULL = any */
+    const char *pin;                  /* backend name that must serve it (uploaded file), or NULL */
+    uint64_t affinity;                /* session key hash, 0 = none */
+    struct backend *const *tried;     /* backends already tried for this request */
+    unsigned ntried;
+};
+
+enum reg_pick_rc {
+    REG_PICKED = 0,
+    REG_QUEUED,      /* every eligible backend is full: the waiter is queued */
+    REG_QUEUE_FULL,  /* ... and the queue is full too */
+    REG_NONE,        /* no backend could ever take it (none, all drained or tried) */
+    REG_NO_MODEL,    /* no backend serves the model, and unknown models are refused */
+};
+
+enum reg_waiter_state { REG_W_IDLE = 0, REG_W_QUEUED, REG_W_READY };
+
+/* A request waiting for a slot, embedded in its connection. When a slot
+ * frees, the registry picks for the oldest waiter that can use it, under
+ * its lock, so the slot cannot be taken by a newcomer in between; the
+ * waiter then moves to its worker's ready list and the worker is woken. */
+struct reg_waiter {
+    struct list link;           /* registry queue, then the worker's ready list */
+    struct reg_req req;
+    struct list *ready_list;    /* owner worker's ready list (registry lock guards it) */
+    void (*wake)(void *);       /* wakes the owner worker */
+    void *wake_arg;
+    enum reg_waiter_state state;
+    struct backend *assigned;   /* READY: the backend picked (in-flight slot held) */
+    int64_t since_ms;
+};
+
+struct reg_outcome {
+    bool failed;                /* counts towards ejection */
+    int64_t ttft_us;            /* 0 = no response */
+    int64_t tbt_us;             /* mean gap between events, 0 = not a stream */
+    unsigned events;
+};
 
 struct registry {
     pthread_mutex_t lock;
@@ -100,6 +155,24 @@ struct registry {
     /* passive health settings */
     unsigned eject_after;      /* consecutive failures; 0 = never eject */
     int64_t eject_base_ms, eject_max_ms;
+    unsigned default_cap;      /* max in-flight when a backend does not say (1) */
+    int64_t slow_start_ms;     /* weight ramp after joining or recovering; 0 = off */
+    bool reject_unknown_model; /* else unknown models go to any backend */
+    /* the gateway queue */
+    struct list waiters;       /* struct reg_waiter, oldest first */
+    unsigned nwaiting, queue_max;
+    uint64_t rng;
+    atomic_uint_fast64_t queued_total, queue_timeouts, queue_rejects;
+    atomic_uint_fast64_t queue_wait_us;
+    /* uploaded files: id -> backend name (bounded, oldest forgotten first) */
+    struct reg_file *files;
+    unsigned nfiles, files_head;
+};
+
+#define REG_MAX_FILES 65536
+struct reg_file {
+    char id[64];
+    char backend[REG_NAME_MAX + 1];
 };
 
 void reg_init(struct registry *r, unsigned nworkers, const struct lb_ops *policy);
@@ -126,25 +199,52 @@ int reg_remove(struct registry *r, const char *name);
 int reg_replace(struct registry *r, enum reg_source src, const struct backend_spec *specs,
                 unsigned n, uint64_t generation, char *err);
 
-/* Picks a backend with the policy, skipping <tried> and anything not
- * eligible. Takes a reference and one in-flight slot for the caller.
- * Returns NULL when nothing is eligible. */
-struct backend *reg_pick(struct registry *r, struct backend *const *tried, unsigned ntried,
-                         uint64_t *rng, int64_t now_ms);
+/* Picks a backend for <q> with the policy. On REG_PICKED, <*out> holds a
+ * reference and one in-flight slot for the caller. When every eligible
+ * backend is full and <w> is given, queues <w> (REG_QUEUED): later
+ * <w>->wake runs with the waiter moved to its ready list, holding the pick
+ * in <w>->assigned. <why> (may be NULL) gets a short reason for debug logs. */
+enum reg_pick_rc reg_pick(struct registry *r, const struct reg_req *q, uint64_t *rng,
+                          int64_t now_ms, struct reg_waiter *w, struct backend **out,
+                          const char **why);
 
-/* True if some backend other than <tried> could take a request now (used
- * to decide whether a retry is possible before giving up on a response). */
-bool reg_has_alternative(struct registry *r, struct backend *const *tried, unsigned ntried,
-                         int64_t now_ms);
+/* Takes <w> out of the queue or the ready list. Returns the backend it was
+ * assigned meanwhile (the caller now owns that slot) or NULL. */
+struct backend *reg_cancel_wait(struct registry *r, struct reg_waiter *w);
 
-/* Gives back the in-flight slot taken by reg_pick and records the outcome
- * for passive health: <failed> counts towards ejection, success resets it. */
-void reg_release(struct registry *r, struct backend *b, bool failed, int64_t now_ms);
+/* Moves a worker's ready waiters onto <out> (its own list). */
+void reg_take_ready(struct registry *r, struct list *ready, struct list *out);
+
+/* Re-examines the queue (after a change that may have freed capacity). */
+void reg_kick(struct registry *r, int64_t now_ms);
+
+/* True if some backend other than <q>->tried could take the request now
+ * (whether a retry is possible before giving up on a response). */
+bool reg_has_alternative(struct registry *r, const struct reg_req *q, int64_t now_ms);
+
+/* Gives back the in-flight slot taken by reg_pick, records the outcome for
+ * passive health and live speed, and hands the slot to a waiter if any. */
+void reg_release(struct registry *r, struct backend *b, const struct reg_outcome *o,
+                 int64_t now_ms);
+
+/* True if <b> serves <model> (its registered, configured or probed list). */
+bool reg_serves(const struct backend *b, const char *model);
+
+/* Replaces the probed model list of the backend named <name>. */
+void reg_set_probed_models(struct registry *r, struct backend *b, char (*models)[128],
+                           unsigned n);
+
+/* Remembers that uploaded file <id> lives on backend <name>; looks it up. */
+void reg_file_put(struct registry *r, const char *id, const char *name);
+bool reg_file_get(struct registry *r, const char *id, char *name, size_t len);
+
+/* Appends the deduplicated model list of every healthy backend in OpenAI's
+ * list format (GET /v1/models on the public port). */
+void reg_models_json(struct registry *r, struct buf *out, int64_t now_ms);
 
 static inline void backend_ref(struct backend *b) { atomic_fetch_add(&b->refs, 1); }
 void backend_unref(struct backend *b);
 
-struct buf;
 /* Appends the set as the JSON array GET /api/services answers. */
 void reg_dump_json(struct registry *r, struct buf *out, int64_t now_ms);
 /* Appends the per-backend Prometheus metrics. */

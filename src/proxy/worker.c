@@ -160,7 +160,16 @@ static void start_drain(struct worker *w)
 static void wake_cb(struct ev_loop *loop, void *data)
 {
     struct worker *w = data;
+    struct list ready;
     UNUSED(loop);
+    /* Queued requests that were handed a backend by another thread. */
+    list_init(&ready);
+    reg_take_ready(&w->srv->reg, &w->ready, &ready);
+    while (!list_empty(&ready)) {
+        struct reg_waiter *wt = list_entry(ready.next, struct reg_waiter, link);
+        list_del(&wt->link);
+        conn_dequeued(list_entry(wt, struct conn, waiter));
+    }
     if (atomic_load(&w->srv->draining))
         start_drain(w);
     up_prune_removed(w);
@@ -208,6 +217,7 @@ int worker_init(struct worker *w, struct server *s, unsigned id, int lfd, int af
     list_init(&w->graveyard_c);
     list_init(&w->graveyard_u);
     list_init(&w->idle_up);
+    list_init(&w->ready);
     util_random_bytes(&w->rng, sizeof(w->rng));
     w->rng |= 1;
     w->loop = ev_loop_new();
