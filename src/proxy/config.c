@@ -92,9 +92,8 @@ static const struct opt opts[] = {
     {"slow-start", OPT_DURATION, F(slow_start), 0, 86400000,
      "weight ramp for new or recovered backends (0 = off)"},
     {"health-interval", OPT_DURATION, F(health_interval), 0, 86400000,
-     "active health probe interval (5s; 0 = off)"},
-    {"models-interval", OPT_DURATION, F(models_interval), 0, 86400000,
-     "GET /v1/models probe interval (60s; 0 = off)"},
+     "GET /v1/models probe of idle backends: health and model list (5s; 0 = off)"},
+    {"probe-timeout", OPT_DURATION, F(probe_timeout), 1, 600000, "probe answer deadline (2s)"},
     {"log-level", OPT_STR, 0, 0, 0, 0, "debug | info | warn | error (info)"},
 };
 
@@ -126,7 +125,7 @@ void cfg_defaults(struct cfg *c)
     c->queue_timeout = 30000;
     c->local_models = true;
     c->health_interval = 5000;
-    c->models_interval = 60000;
+    c->probe_timeout = 2000;
 }
 
 const char *cfg_alias(const struct cfg *c, const char *m)

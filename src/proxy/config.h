@@ -60,8 +60,8 @@ struct cfg {
     bool local_models;             /* GET /v1/models answered from the registry (on) */
     char affinity[64];             /* "" (off), "user" or a header name such as X-Session-Id */
     int64_t slow_start;            /* ms weight ramp for new/recovered backends (0 = off) */
-    int64_t health_interval;       /* ms between active probes (0 = off) */
-    int64_t models_interval;       /* ms between GET /v1/models probes (0 = off) */
+    int64_t health_interval;       /* ms between active probes of a backend (0 = off) */
+    int64_t probe_timeout;         /* ms a probe may take */
     unsigned naliases;
     struct { char from[128], to[128]; } aliases[CFG_MAX_ALIASES];
 };

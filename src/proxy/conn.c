@@ -1358,6 +1358,13 @@ static void read_response_head(struct conn *c)
     struct http1_limits lim = cfg(c)->limits;
     lim.max_body = 0;
     for (;;) {
+        if (u->in.len > 0 && memcmp(buf_data(&u->in), "HTTP/", MIN(u->in.len, (size_t)5)) != 0) {
+            /* Not HTTP at all (an SSH banner, bare HTML): fail now instead
+             * of waiting for a head that never ends until the timeout. */
+            log_info("backend %s: response does not start with HTTP/", c->be->spec.name);
+            up_failed(c, up_err_bad);
+            return;
+        }
         if (u->in.len > 0) {
             int hl = http1_parse_response(buf_data(&u->in), u->in.len, &c->req, &lim, c->is_head);
             if (hl == -1) {

@@ -614,6 +614,44 @@ void reg_set_probed_models(struct registry *r, struct backend *b, char (*models)
     pthread_mutex_unlock(&r->lock);
 }
 
+void reg_probe_result(struct registry *r, struct backend *b, bool alive, int64_t now_ms)
+{
+    pthread_mutex_lock(&r->lock);
+    if (alive) {
+        b->consecutive_failures = 0;
+        if (b->down_until > now_ms) {
+            log_info("backend %s answers probes again: back in rotation", b->spec.name);
+            b->down_until = 0;
+            b->ramp_start = now_ms;
+        }
+        if (r->nwaiting > 0)
+            kick_locked(r, now_ms);
+    } else if (b->down_until <= now_ms && r->eject_after != 0) {
+        b->down_for = b->down_for ? MIN(b->down_for * 2, r->eject_max_ms) : r->eject_base_ms;
+        b->down_until = now_ms + b->down_for;
+        b->ramp_start = b->down_until;
+        b->consecutive_failures = 0;
+        atomic_fetch_add(&b->stats.ejections, 1);
+        log_warn("backend %s failed its health probe: ejected for %lld ms", b->spec.name,
+                 (long long)b->down_for);
+    }
+    pthread_mutex_unlock(&r->lock);
+}
+
+unsigned reg_snapshot(struct registry *r, struct backend ***out)
+{
+    pthread_mutex_lock(&r->lock);
+    unsigned n = r->n;
+    struct backend **v = xmalloc((n ? n : 1) * sizeof(*v));
+    for (unsigned i = 0; i < n; i++) {
+        v[i] = r->v[i];
+        backend_ref(v[i]);
+    }
+    pthread_mutex_unlock(&r->lock);
+    *out = v;
+    return n;
+}
+
 void reg_file_put(struct registry *r, const char *id, const char *name)
 {
     pthread_mutex_lock(&r->lock);

@@ -98,6 +98,9 @@ struct backend {
     int64_t down_for;          /* ms: the last ejection's length (doubles on repeats) */
     /* per worker, indexed by worker id */
     struct backend_pool *pools;
+    /* active probing: touched only by the probing worker's thread */
+    int64_t next_probe_ms;
+    bool probing;
 };
 
 struct lb_ops;
@@ -233,6 +236,14 @@ bool reg_serves(const struct backend *b, const char *model);
 /* Replaces the probed model list of the backend named <name>. */
 void reg_set_probed_models(struct registry *r, struct backend *b, char (*models)[128],
                            unsigned n);
+
+/* Records an active probe's verdict: <alive> clears an ejection (and
+ * starts slow start); a dead verdict ejects at once. */
+void reg_probe_result(struct registry *r, struct backend *b, bool alive, int64_t now_ms);
+
+/* References to every backend in the set, for the prober. Returns the
+ * count; the caller unrefs each and frees the array. */
+unsigned reg_snapshot(struct registry *r, struct backend ***out);
 
 /* Remembers that uploaded file <id> lives on backend <name>; looks it up. */
 void reg_file_put(struct registry *r, const char *id, const char *name);

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "probe.h"
 #include "proxy.h"
 #include "util.h"
 
@@ -147,6 +148,7 @@ static void start_drain(struct worker *w)
         return;
     w->draining = true;
     close_listeners(w);
+    probe_stop(w);
     struct list *e = w->conns.next;
     while (e != &w->conns) {
         struct conn *c = list_entry(e, struct conn, link);
@@ -241,6 +243,8 @@ int worker_init(struct worker *w, struct server *s, unsigned id, int lfd, int af
 void *worker_main(void *arg)
 {
     struct worker *w = arg;
+    if (w->id == 0)
+        probe_start(w);
     if (atomic_load(&w->srv->draining))
         start_drain(w);
     int r = ev_run(w->loop);
