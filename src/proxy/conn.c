@@ -984,7 +984,10 @@ static void up_failed(struct conn *c, const char *err)
     struct backend *b = c->be;
     bool nothing_sent = c->up == NULL || c->up->sent == 0;
     bool safe = err == up_err_connect || err == up_err_connect_timeout || err == up_err_stale;
-    int status = err == up_err_timeout || err == up_err_connect_timeout ? 504 : 502;
+    /* Refused: nothing reached any backend and none would take it (F-02). */
+    int status = err == up_err_timeout || err == up_err_connect_timeout ? 504
+                 : err == up_err_connect                                ? 503
+                                                                        : 502;
 
     if (b != NULL) {
         log_info("backend %s: %s (request %s %s)", b->spec.name, err, c->method, c->path);
@@ -1036,8 +1039,12 @@ static void up_failed(struct conn *c, const char *err)
         dispatch(c);
         return;
     }
-    conn_error(c, status, status == 504 ? "upstream timed out" : "upstream failed", "server_error",
-               status == 504 ? "upstream_timeout" : "upstream_error");
+    conn_error(c, status,
+               status == 504   ? "upstream timed out"
+               : status == 503 ? "no backend reachable"
+                               : "upstream failed",
+               "server_error", status == 503 ? "no_backend" : status == 504 ? "upstream_timeout"
+                                                                           : "upstream_error");
     finish_local_error(c); /* keep-alive survives our own error */
 }
 
