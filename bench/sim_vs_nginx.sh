@@ -7,13 +7,11 @@
 #   bench/sim_vs_nginx.sh [BUILD_DIR]     (default: build)
 #   env: DURATION (s, default 10), CONNS (default 64), PATHS ("/v1/models")
 #
-# Pinning: sim on CPU 1, nginx on CPU 0, wrk on the other core of the pair
-# (CPU 0 for the direct run, CPU 1... no: wrk shares the core nginx is not on).
-# On a 2-core machine wrk must share a core with someone; it shares with the
-# process that is not under test so the measured server has its core alone:
+# Pinning (2 cores): the sim on CPU 1 and nginx on CPU 0, one core each. wrk
+# needs a core too, so it shares with the process that is not under test:
 #   direct:  sim on CPU 1, wrk on CPU 0
 #   proxied: sim on CPU 1, nginx on CPU 0, wrk on CPU 1 (beside the sim)
-# which, if anything, flatters nginx (the sim loses half its core to wrk).
+# With 3 or more CPUs wrk gets CPU 2 in both runs.
 # Loopback only; everything started here is stopped by PID.
 set -eu
 B=${1:-build}
