@@ -375,7 +375,7 @@ static void build_upstream_head(struct conn *c, const struct http1_msg *m)
     struct buf *o = &c->uphead;
     struct slice target = m->target;
     char peer[NET_ADDRSTR_LEN];
-    const struct http1_header *xff = NULL;
+    struct buf xff = {0}; /* every X-Forwarded-For line, combined in order */
     bool have_rid = false;
 
     if (slice_starts_with(target, "http://") || slice_starts_with(target, "https://")) {
@@ -394,7 +394,9 @@ static void build_upstream_head(struct conn *c, const struct http1_msg *m)
             slice_case_eq_cstr(h->name, "x-forwarded-proto"))
             continue;
         if (slice_case_eq_cstr(h->name, "x-forwarded-for")) {
-            xff = h;
+            if (xff.len > 0)
+                buf_append(&xff, ", ", 2);
+            buf_append(&xff, h->value.p, h->value.len);
             continue;
         }
         if (slice_case_eq_cstr(h->name, "x-request-id")) {
@@ -413,10 +415,13 @@ static void build_upstream_head(struct conn *c, const struct http1_msg *m)
     if (!have_rid)
         new_request_id(c);
     net_addr_host(&c->peer, peer, sizeof(peer));
-    if (xff != NULL)
-        buf_printf(o, "X-Forwarded-For: %.*s, %s\r\n", (int)xff->value.len, xff->value.p, peer);
-    else
-        buf_printf(o, "X-Forwarded-For: %s\r\n", peer);
+    buf_append_str(o, "X-Forwarded-For: ");
+    if (xff.len > 0) {
+        buf_append(o, buf_data(&xff), xff.len);
+        buf_append(o, ", ", 2);
+    }
+    buf_printf(o, "%s\r\n", peer);
+    buf_free(&xff);
     buf_printf(o, "X-Forwarded-Proto: http\r\nX-Request-Id: %s\r\n", c->rid);
 }
 
