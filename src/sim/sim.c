@@ -1327,11 +1327,20 @@ static void before_sleep(struct ev_loop *loop, void *data)
                 conn_run(c);
         }
     }
+    /* A closed connection still linked in the deferred list (the server
+     * froze again before the list was drained) is freed on a later pass. */
+    struct conn *keep = NULL;
     while (srv.to_free != NULL) {
         struct conn *c = srv.to_free;
         srv.to_free = c->fnext;
-        conn_free(c);
+        if (c->in_deferred) {
+            c->fnext = keep;
+            keep = c;
+        } else {
+            conn_free(c);
+        }
     }
+    srv.to_free = keep;
 }
 
 static void wake_cb(struct ev_loop *loop, void *data)
@@ -1439,6 +1448,7 @@ int sim_run(const struct sim_config *cfg)
     log_info("llamalb-sim %s: stopping after %llu requests", cfg->id,
              (unsigned long long)srv.requests);
 out:
+    srv.to_free = NULL; /* every connection, closed or not, is still in <all> */
     while (srv.all != NULL) {
         struct conn *c = srv.all;
         conn_close(c);
