@@ -86,9 +86,6 @@ for pol in ["least", "p2c"]:
     c = load(p)
     ok(c["fast"] > 5 * max(1, c["slow"]),
        "%s: busy backend gets fewer requests (slow %d, fast %d)" % (pol, c["slow"], c["fast"]))
-    if pol == "least":
-        # never more than one at a time on the slow one: 2 s / 0.2 s, plus slack
-        ok(c["slow"] <= 14, "least: the slow backend never gets a 2nd concurrent request (%d)" % c["slow"])
     p.stop()
 
 # ---------------------------------------------------------------- weight 0
