@@ -22,6 +22,13 @@ static int parse_req(const char *buf, size_t len, struct http1_msg *m,
     return http1_parse_request(buf, len, m, lim);
 }
 
+/* tchar of RFC 9110 §5.6.2, written out independently of http1.c. */
+static bool tchar(char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+           (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+}
+
 static bool valid_status(int st)
 {
     return st == 400 || st == 413 || st == 414 || st == 417 || st == 431 || st == 501 ||
@@ -51,6 +58,36 @@ static void check_accepted(const struct http1_msg *m, const struct http1_limits 
     if (m->minor == 1)
         FUZZ_CHECK(http1_find(m, "host") != NULL);
     FUZZ_CHECK(m->method.len > 0 && m->target.len > 0);
+
+    /* Spec oracle, independent of how the parser is written: what it
+     * accepted must be well-formed by the grammar of RFC 9110/9112. */
+    if (te != NULL) /* only "chunked" alone: no mangled spelling, no list */
+        FUZZ_CHECK(slice_case_eq_cstr(te->value, "chunked"));
+    if (cl != NULL) { /* 1*DIGIT, no leading zero, equal to the parsed value */
+        uint64_t v = 0;
+        FUZZ_CHECK(cl->value.len > 0 && (cl->value.len == 1 || cl->value.p[0] != '0'));
+        for (size_t i = 0; i < cl->value.len; i++) {
+            FUZZ_CHECK(cl->value.p[i] >= '0' && cl->value.p[i] <= '9');
+            v = v * 10 + (uint64_t)(cl->value.p[i] - '0');
+        }
+        FUZZ_CHECK(v == m->content_length);
+    }
+    for (size_t i = 0; i < m->method.len; i++)
+        FUZZ_CHECK(tchar(m->method.p[i]));
+    for (size_t i = 0; i < m->target.len; i++)
+        FUZZ_CHECK(m->target.p[i] > 0x20 && m->target.p[i] < 0x7f);
+    for (unsigned i = 0; i < m->nheaders; i++) {
+        struct slice n = m->headers[i].name, v = m->headers[i].value;
+        for (size_t k = 0; k < n.len; k++)
+            FUZZ_CHECK(tchar(n.p[k]));
+        for (size_t k = 0; k < v.len; k++) {
+            unsigned char c = (unsigned char)v.p[k];
+            FUZZ_CHECK(c == '\t' || (c >= 0x20 && c != 0x7f));
+        }
+        if (v.len > 0)
+            FUZZ_CHECK(v.p[0] != ' ' && v.p[0] != '\t' && v.p[v.len - 1] != ' ' &&
+                       v.p[v.len - 1] != '\t');
+    }
 }
 
 /* Serializes an accepted head the way a proxy would forward it. */
