@@ -58,6 +58,88 @@ static int fail(struct http1_msg *m, int status, const char *why)
     return -1;
 }
 
+/* Parses "HTTP/1.x" at <p>; returns the minor version, -505 for another
+ * well-formed version, or -1 for garbage. */
+static int parse_version(const char *p, size_t len)
+{
+    if (len != 8 || memcmp(p, "HTTP/", 5) != 0 || p[6] != '.')
+        return -1;
+    if (p[5] < '0' || p[5] > '9' || p[7] < '0' || p[7] > '9')
+        return -1;
+    if (p[5] == '1' && (p[7] == '0' || p[7] == '1'))
+        return p[7] - '0';
+    return -505;
+}
+
+/* Parses the request line ending at <line_end> (its first CR): method SP
+ * target SP version, and sets method, target and minor. Returns 0 or -1. */
+static int request_line(const char *buf, const char *line_end, struct http1_msg *m)
+{
+    const char *p = buf;
+    /* method SP target SP version: exactly one space between, nothing else */
+    const char *sp1 = p;
+    while (sp1 < line_end && is_tchar[(unsigned char)*sp1])
+        sp1++;
+    if (sp1 == p || sp1 == line_end || *sp1 != ' ')
+        return fail(m, 400, "bad method");
+    const char *t = sp1 + 1, *sp2 = t;
+    while (sp2 < line_end && is_target_char((unsigned char)*sp2))
+        sp2++;
+    if (sp2 == t || sp2 == line_end || *sp2 != ' ')
+        return fail(m, 400, "bad request target");
+    int minor = parse_version(sp2 + 1, (size_t)(line_end - sp2 - 1));
+    if (minor == -505)
+        return fail(m, 505, "HTTP version not supported");
+    if (minor < 0)
+        return fail(m, 400, "bad HTTP version");
+    m->method = slice_make(p, (size_t)(sp1 - p));
+    m->target = slice_make(t, (size_t)(sp2 - t));
+    m->minor = minor;
+    if (m->target.p[0] != '/') {
+        bool star = m->target.len == 1 && m->target.p[0] == '*';
+        if (!(star && slice_eq_cstr(m->method, "OPTIONS")) &&
+            !slice_starts_with(m->target, "http://") && !slice_starts_with(m->target, "https://"))
+            return fail(m, 400, "bad request target");
+    }
+    if (line_end[1] != '\n')
+        return fail(m, 400, "bare CR in request line");
+    return 0;
+}
+
+/* Parses the status line ending at <line_end> (its first CR) and sets
+ * status, reason and minor. Returns 0 or -1 (502). */
+static int status_line(const char *buf, const char *line_end, struct http1_msg *m)
+{
+    if (line_end - buf < 12 || buf[8] != ' ')
+        return fail(m, 502, "bad status line");
+    int minor = parse_version(buf, 8);
+    if (minor < 0)
+        return fail(m, 502, "bad HTTP version in response");
+    int st = 0;
+    for (int i = 9; i < 12; i++) {
+        if (buf[i] < '0' || buf[i] > '9')
+            return fail(m, 502, "bad status code");
+        st = st * 10 + (buf[i] - '0');
+    }
+    if (st < 100 || st > 599)
+        return fail(m, 502, "bad status code");
+    if (line_end - buf > 12) {
+        if (buf[12] != ' ')
+            return fail(m, 502, "bad status line");
+        for (const char *q = buf + 13; q < line_end; q++)
+            if (!is_value_char((unsigned char)*q))
+                return fail(m, 502, "bad reason phrase");
+        m->reason = slice_make(buf + 13, (size_t)(line_end - buf - 13));
+    } else {
+        m->reason = slice_make(buf + 12, 0);
+    }
+    if (line_end[1] != '\n')
+        return fail(m, 502, "bare CR in status line");
+    m->status = st;
+    m->minor = minor;
+    return 0;
+}
+
 /* Checks the limits a prefix of <len> bytes without a complete head breaks. */
 static int check_open_head(size_t len, struct http1_msg *m, const struct http1_limits *lim,
                            bool request)
@@ -93,6 +175,16 @@ static int scan_head(const char *buf, size_t len, struct http1_msg *m,
             return fail(m, request ? 400 : 502, "bare LF in head");
         if (m->_lines == 0 && pos + 1 > lim->max_line)
             return fail(m, request ? 414 : 502, "request line too long");
+        if (m->_lines == 0 && pos > 1) {
+            /* Judge the first line as soon as it is complete: a TLS hello,
+             * an SSH banner or HTTP/2.0 is refused now, not after the peer
+             * has sent a whole head or the timeout has run out. It is done
+             * here, in byte order, so the verdict stays split-independent;
+             * the parse after the head re-reads it from the final buffer. */
+            const char *le = memchr(buf, '\r', pos);
+            if ((request ? request_line(buf, le, m) : status_line(buf, le, m)) != 0)
+                return -1;
+        }
         if (pos - 1 == m->_line_start) { /* empty line: end of head */
             if (m->_lines == 0)
                 return fail(m, request ? 400 : 502, "empty first line");
@@ -109,19 +201,6 @@ static int scan_head(const char *buf, size_t len, struct http1_msg *m,
     if (check_open_head(len, m, lim, request) != 0)
         return -1;
     return -2;
-}
-
-/* Parses "HTTP/1.x" at <p>; returns the minor version, -505 for another
- * well-formed version, or -1 for garbage. */
-static int parse_version(const char *p, size_t len)
-{
-    if (len != 8 || memcmp(p, "HTTP/", 5) != 0 || p[6] != '.')
-        return -1;
-    if (p[5] < '0' || p[5] > '9' || p[7] < '0' || p[7] > '9')
-        return -1;
-    if (p[5] == '1' && (p[7] == '0' || p[7] == '1'))
-        return p[7] - '0';
-    return -505;
 }
 
 /* Parses the header lines between <p> and <end> (end excludes the final
@@ -323,34 +402,9 @@ int http1_parse_request(const char *buf, size_t len, struct http1_msg *m,
     int hl = scan_head(buf, len, m, lim, true);
     if (hl < 0)
         return hl;
-    const char *p = buf, *line_end = memchr(buf, '\r', (size_t)hl);
-    /* method SP target SP version: exactly one space between, nothing else */
-    const char *sp1 = p;
-    while (sp1 < line_end && is_tchar[(unsigned char)*sp1])
-        sp1++;
-    if (sp1 == p || sp1 == line_end || *sp1 != ' ')
-        return fail(m, 400, "bad method");
-    const char *t = sp1 + 1, *sp2 = t;
-    while (sp2 < line_end && is_target_char((unsigned char)*sp2))
-        sp2++;
-    if (sp2 == t || sp2 == line_end || *sp2 != ' ')
-        return fail(m, 400, "bad request target");
-    int minor = parse_version(sp2 + 1, (size_t)(line_end - sp2 - 1));
-    if (minor == -505)
-        return fail(m, 505, "HTTP version not supported");
-    if (minor < 0)
-        return fail(m, 400, "bad HTTP version");
-    m->method = slice_make(p, (size_t)(sp1 - p));
-    m->target = slice_make(t, (size_t)(sp2 - t));
-    m->minor = minor;
-    if (m->target.p[0] != '/') {
-        bool star = m->target.len == 1 && m->target.p[0] == '*';
-        if (!(star && slice_eq_cstr(m->method, "OPTIONS")) &&
-            !slice_starts_with(m->target, "http://") && !slice_starts_with(m->target, "https://"))
-            return fail(m, 400, "bad request target");
-    }
-    if (line_end[1] != '\n')
-        return fail(m, 400, "bare CR in request line");
+    const char *line_end = memchr(buf, '\r', (size_t)hl);
+    if (request_line(buf, line_end, m) != 0)
+        return -1;
     if (parse_headers(line_end + 2, buf + hl - 2, m, lim, 400) != 0)
         return -1;
 
@@ -389,38 +443,13 @@ int http1_parse_response(const char *buf, size_t len, struct http1_msg *m,
     if (hl < 0)
         return hl;
     const char *line_end = memchr(buf, '\r', (size_t)hl);
-    if (line_end - buf < 12 || buf[8] != ' ')
-        return fail(m, 502, "bad status line");
-    int minor = parse_version(buf, 8);
-    if (minor < 0)
-        return fail(m, 502, "bad HTTP version in response");
-    int st = 0;
-    for (int i = 9; i < 12; i++) {
-        if (buf[i] < '0' || buf[i] > '9')
-            return fail(m, 502, "bad status code");
-        st = st * 10 + (buf[i] - '0');
-    }
-    if (st < 100 || st > 599)
-        return fail(m, 502, "bad status code");
-    if (line_end - buf > 12) {
-        if (buf[12] != ' ')
-            return fail(m, 502, "bad status line");
-        for (const char *q = buf + 13; q < line_end; q++)
-            if (!is_value_char((unsigned char)*q))
-                return fail(m, 502, "bad reason phrase");
-        m->reason = slice_make(buf + 13, (size_t)(line_end - buf - 13));
-    } else {
-        m->reason = slice_make(buf + 12, 0);
-    }
-    if (line_end[1] != '\n')
-        return fail(m, 502, "bare CR in status line");
-    m->status = st;
-    m->minor = minor;
+    if (status_line(buf, line_end, m) != 0)
+        return -1;
     if (parse_headers(line_end + 2, buf + hl - 2, m, lim, 502) != 0)
         return -1;
     if (framing(m, false, 502) != 0)
         return -1;
-    if (req_method_head || st < 200 || st == 204 || st == 304) {
+    if (req_method_head || m->status < 200 || m->status == 204 || m->status == 304) {
         m->framing = HTTP1_BODY_NONE;
         m->content_length = 0;
     }

@@ -9,7 +9,9 @@
  * message says which status to answer with). Nothing is allocated: names,
  * values, method and target are slices into the caller's buffer, valid until
  * it moves or consumes those bytes. The parser remembers how far it scanned,
- * so feeding a head one byte at a time costs O(n), not O(n^2).
+ * so feeding a head one byte at a time costs O(n), not O(n^2). The verdict
+ * does not depend on how the bytes were split; a bad request or status line
+ * fails as soon as its CRLF has arrived, without waiting for the head's end.
  *
  * Strictness is deliberate: a proxy that is more lenient than the server
  * behind it is how request smuggling works. Everything ambiguous (CL with TE,
