@@ -386,6 +386,12 @@ static const struct req_case req_cases[] = {
     REQ("GET", PARTIAL, ANY, ANY, "method only"),
     REQ("GET / HTTP/1.1\r\nHost: a\r\n", PARTIAL, ANY, ANY, "no final CRLF"),
     REQ("GET / HTTP/1.1\r\nHost: a\r\n\r", PARTIAL, ANY, ANY, "final CR without LF"),
+    REQ("GET / HTTP/1.1\r\n", PARTIAL, ANY, ANY, "good request line, no headers yet"),
+    /* a bad first line is refused as soon as it is complete, head or not */
+    REQ("SSH-2.0-OpenSSH_9.2\r\n", 400, ANY, ANY, "SSH banner refused at its line end"),
+    REQ("GET / HTTP/2.0\r\n", 505, ANY, ANY, "HTTP/2.0 refused at its line end"),
+    REQ("GET / HTTP/1.1 \r\nHost: a\r\n", 400, ANY, ANY, "bad line refused before the head ends"),
+    REQ("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 505, ANY, ANY, "h2 preface is 505"),
     /* positive controls */
     REQ(PRE "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", ACCEPT, CHUNKED, 0,
         "TE chunked"),
@@ -753,6 +759,10 @@ static const struct resp_case resp_cases[] = {
          ACCEPT, NONE, 0, 429, 1, false, "429"),
     RESP("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n", false, PARTIAL, ANY, ANY, 0, ANY, false,
          "incomplete response"),
+    RESP("SSH-2.0-OpenSSH_9.2\r\n", false, 502, ANY, ANY, 0, ANY, false,
+         "SSH banner refused at its line end, no head needed"),
+    RESP("HTTP/1.1 999 X\r\nContent-Length: 5\r\n", false, 502, ANY, ANY, 0, ANY, false,
+         "bad status refused before the head ends"),
 };
 
 static void test_response_table(void)
