@@ -38,10 +38,12 @@ static inline bool is_value_char(unsigned char c)
     return c == '\t' || (c >= 0x20 && c != 0x7f);
 }
 
-/* Request-target bytes: visible ASCII only (no spaces, no CTLs, no obs-text). */
+/* Request-target bytes: visible ASCII only (no spaces, no CTLs, no obs-text),
+ * and no '#': a fragment is never part of a request-target (RFC 9112 §3.2),
+ * and servers disagree on whether to cut the path there. */
 static inline bool is_target_char(unsigned char c)
 {
-    return c > 0x20 && c < 0x7f;
+    return c > 0x20 && c < 0x7f && c != '#';
 }
 
 void http1_msg_reset(struct http1_msg *m)
