@@ -75,7 +75,7 @@ static void check_accepted(const struct http1_msg *m, const struct http1_limits 
     for (size_t i = 0; i < m->method.len; i++)
         FUZZ_CHECK(tchar(m->method.p[i]));
     for (size_t i = 0; i < m->target.len; i++)
-        FUZZ_CHECK(m->target.p[i] > 0x20 && m->target.p[i] < 0x7f);
+        FUZZ_CHECK(m->target.p[i] > 0x20 && m->target.p[i] < 0x7f && m->target.p[i] != '#');
     for (unsigned i = 0; i < m->nheaders; i++) {
         struct slice n = m->headers[i].name, v = m->headers[i].value;
         for (size_t k = 0; k < n.len; k++)
