@@ -459,6 +459,18 @@ static void test_request_fields(void)
     ok(!http1_is_hop_by_hop(&m, SLICE_LIT("Content-Type")), "fields: Content-Type is end-to-end");
     ok(http1_list_has(SLICE_LIT(" a ,b, C "), "c") && !http1_list_has(SLICE_LIT("ab"), "a"),
        "fields: http1_list_has");
+    ok(http1_find(&m, "x-absent") == NULL, "fields: http1_find of an absent header");
+
+    static const char raw2[] = "GET / HTTP/1.1\r\nHost: a\r\nConnection: X-Foo\r\nX-Foo: 1\r\n\r\n";
+    struct http1_msg m2 = {0}; /* headers NULL: the thread's scratch array */
+    rc = http1_parse_request(raw2, sizeof(raw2) - 1, &m2, &http1_default_limits);
+    ok(rc > 0 && m2.headers != NULL && m2.nheaders == 3, "fields: scratch header array by default");
+    ok(http1_is_hop_by_hop(&m2, SLICE_LIT("x-foo")),
+       "fields: a header named in Connection is hop-by-hop");
+    struct http1_header *keep = m2.headers;
+    http1_msg_reset(&m2);
+    ok(m2.headers == keep && m2.nheaders == 0 && m2.framing == HTTP1_BODY_NONE && m2._scanned == 0,
+       "fields: http1_msg_reset keeps the header array, clears the rest");
 }
 
 /* HTTP/1.0 and 1.1 persistence defaults (RFC 9112 §9.3). */
@@ -478,7 +490,8 @@ static void test_keep_alive(void)
         {__LINE__, "GET / HTTP/1.0\r\nConnection: keep-alive, close\r\n\r\n", false, false},
         {__LINE__, "POST / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n", false,
          false},
-        {__LINE__, "POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n",
+        {__LINE__,
+         "POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n",
          true, true},
     };
     for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
@@ -518,7 +531,8 @@ static void test_te_obfuscation(void)
                 unsigned char c = bytes[b];
                 bool ows = c == ' ' || c == '\t';
                 bool ctl = c < 0x20 ? c != '\t' : c == 0x7f;
-                size_t len = (size_t)snprintf(raw, sizeof(raw), PRE "%s", with_cl ? "Content-Length: 5\r\n" : "");
+                size_t len = (size_t)snprintf(raw, sizeof(raw), PRE "%s",
+                                              with_cl ? "Content-Length: 5\r\n" : "");
                 const char *pc = strstr(pats[p], "%c"); /* -Wformat-nonliteral: no printf */
                 memcpy(raw + len, pats[p], (size_t)(pc - pats[p]));
                 len += (size_t)(pc - pats[p]);
@@ -662,10 +676,20 @@ static void test_limits(void)
           "small limits: CL 11 over max_body 10", &small);
     check(__LINE__, true, false, over_line, strlen(over_line), 414, ANY, ANY,
           "small limits: line of 35 bytes", &small);
+    /* max_head is inclusive: a head of exactly 64 bytes passes, 65 does not. */
+    static const char h64[] = "GET / HTTP/1.1\r\nHost: a\r\n"
+                              "X: 01234567890123456789012345678901\r\n\r\n";
+    static const char h65[] = "GET / HTTP/1.1\r\nHost: a\r\n"
+                              "X: 012345678901234567890123456789012\r\n\r\n";
+    small.max_line = 64;
+    check(__LINE__, true, false, h64, strlen(h64), ACCEPT, NONE, 0, "head of exactly max_head",
+          &small);
+    check(__LINE__, true, false, h65, strlen(h65), 431, ANY, ANY, "head of max_head + 1", &small);
     struct http1_limits unlimited = *lim;
     unlimited.max_body = 0;
     check(__LINE__, true, false, PRE "Content-Length: 1000000000000\r\n\r\n",
-          strlen(PRE "Content-Length: 1000000000000\r\n\r\n"), ACCEPT, LEN, 1000000000000LL, "max_body 0 = unlimited", &unlimited);
+          strlen(PRE "Content-Length: 1000000000000\r\n\r\n"), ACCEPT, LEN, 1000000000000LL,
+          "max_body 0 = unlimited", &unlimited);
 #undef ADD
     free(b.p);
 }
@@ -721,6 +745,8 @@ static const struct resp_case resp_cases[] = {
          "space before colon in response"),
     RESP("HTTP/1.1 200 OK\r\nX: a\x00\r\n\r\n", false, 502, ANY, ANY, 0, ANY, false,
          "NUL in response header"),
+    RESP("HTTP/1.1 200 OK\rX\r\n\r\n", false, 502, ANY, ANY, 0, ANY, false,
+         "bare CR in status line"),
     RESP("HTTP/1.1 200 O\x01K\r\n\r\n", false, 502, ANY, ANY, 0, ANY, false, "CTL in reason"),
     RESP("HTTP/1.1 099 X\r\n\r\n", false, 502, ANY, ANY, 0, ANY, false, "status 099"),
     RESP("HTTP/1.1 600 X\r\n\r\n", false, 502, ANY, ANY, 0, ANY, false, "status 600"),
@@ -779,7 +805,8 @@ static void test_response_table(void)
             good = w.rc > 0 && (size_t)w.rc == head_len(c->raw, c->len) &&
                    w.framing == c->framing &&
                    (c->cl == ANY || w.content_length == (uint64_t)c->cl) &&
-                   w.status == c->status && (c->keep_alive == ANY || w.keep_alive == c->keep_alive) &&
+                   w.status == c->status &&
+                   (c->keep_alive == ANY || w.keep_alive == c->keep_alive) &&
                    w.cl_and_te == c->cl_and_te;
         else if (c->want == PARTIAL)
             good = w.rc == -2;
@@ -985,6 +1012,15 @@ static void test_chunked_generated(void)
         bool agree = decode_all_ways(b, n, &w);
         ok(agree && w.rc == (over ? ERR : DONE), over ? "12 KiB of trailers refused"
                                                       : "6 KiB of trailers accepted");
+        free(w.data);
+    }
+    {
+        size_t n = (size_t)snprintf(b, cap, "0\r\n");
+        memset(b + n, 'N', 9000);
+        n += 9000;
+        n += (size_t)snprintf(b + n, cap - n, ": v\r\n\r\n");
+        bool agree = decode_all_ways(b, n, &w);
+        ok(agree && w.rc == ERR, "trailer name over the trailer limit refused");
         free(w.data);
     }
     /* SSE stream */
