@@ -276,6 +276,16 @@ http {
     return "127.0.0.1:%d" % port
 
 
+def served(addrs):
+    """Requests each sim has served so far (GET /sim/stats)."""
+    import urllib.request
+    out = []
+    for a in addrs:
+        with urllib.request.urlopen("http://%s/sim/stats" % a, timeout=5) as r:
+            out.append(json.loads(r.read()).get("requests", 0))
+    return out
+
+
 def measure(system, addrs, arrivals, tmp):
     procs = []
     try:
@@ -294,7 +304,10 @@ def measure(system, addrs, arrivals, tmp):
         host, port = a.rsplit(":", 1)
         # Warm up: a few requests so llamalb has measured every backend once.
         asyncio.run(run_load(host, int(port), [i * 0.2 for i in range(8)]))
-        return summarize(asyncio.run(run_load(host, int(port), arrivals)))
+        before = served(addrs)
+        res = summarize(asyncio.run(run_load(host, int(port), arrivals)))
+        res["split"] = [b - a for a, b in zip(before, served(addrs))]
+        return res
     finally:
         for p in procs:
             stop(p)
@@ -339,14 +352,15 @@ def main():
 def print_table(load, n, rows):
     base = rows.get("haproxy-leastconn")
     print("\nload %.0f%% (%d requests, same arrivals for every system)" % (load * 100, n))
-    print("%-20s %6s %8s %8s %9s %9s %9s %9s" % ("system", "errors", "p50 ms", "p99 ms",
-                                                 "ttft p50", "ttft p99", "p50/HAP", "p99/HAP"))
+    print("%-20s %6s %8s %8s %9s %9s %9s %9s  %s" % ("system", "errors", "p50 ms", "p99 ms",
+                                                     "ttft p50", "ttft p99", "p50/HAP", "p99/HAP",
+                                                     "served by " + "/".join(b[0] for b in BACKENDS)))
     for name, r in rows.items():
         rp50 = r["p50"] / base["p50"] if base else float("nan")
         rp99 = r["p99"] / base["p99"] if base else float("nan")
-        print("%-20s %6d %8.1f %8.1f %9.1f %9.1f %9.2f %9.2f" % (
+        print("%-20s %6d %8.1f %8.1f %9.1f %9.1f %9.2f %9.2f  %s" % (
             name, r["errors"], r["p50"] * 1000, r["p99"] * 1000, r["ttft_p50"] * 1000,
-            r["ttft_p99"] * 1000, rp50, rp99))
+            r["ttft_p99"] * 1000, rp50, rp99, "/".join(str(x) for x in r.get("split", []))))
     sys.stdout.flush()
 
 

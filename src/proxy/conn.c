@@ -94,13 +94,6 @@ static void conn_timeout_cb(struct ev_loop *loop, struct ev_timer *t)
                    "request_timeout");
         return;
     case CS_QUEUED: {
-        int64_t deadline = c->head_deadline; /* queue deadline, set by dispatch */
-        if (ev_now(c->w->loop) < deadline) {
-            /* The faster backend it waits for is late: take any, keep waiting. */
-            if (reg_unprefer(&srv(c)->reg, &c->waiter, ev_now(c->w->loop)))
-                ev_timer_at(c->w->loop, &c->timer, deadline, conn_timeout_cb, c);
-            return;
-        }
         struct backend *b = reg_cancel_wait(&srv(c)->reg, &c->waiter);
         if (b != NULL) { /* handed a slot in the same instant: use it */
             c->waiter.assigned = b;
@@ -911,14 +904,7 @@ static void dispatch(struct conn *c)
         return;
     case REG_QUEUED:
         c->state = CS_QUEUED;
-        c->head_deadline = now_ms(c) + cfg(c)->queue_timeout; /* reused: queue deadline */
-        /* prefer_until was written by this thread under the registry lock. */
-        if (c->waiter.prefer_until != 0 && c->waiter.prefer_until < c->head_deadline) {
-            log_debug("%s %s queued (%s)", c->method, c->path, why);
-            ev_timer_at(c->w->loop, &c->timer, c->waiter.prefer_until, conn_timeout_cb, c);
-        } else {
-            ev_timer_at(c->w->loop, &c->timer, c->head_deadline, conn_timeout_cb, c);
-        }
+        arm(c, cfg(c)->queue_timeout);
         return;
     case REG_QUEUE_FULL:
         conn_error(c, 503, "every backend is busy and the queue is full", "server_error",
