@@ -73,8 +73,11 @@ void json_append_str(struct buf *out, const char *str, size_t len);
  * without tokenizing everything: values of other members are skipped, not
  * copied or validated beyond their framing. Returns 1 and sets <*val> to the
  * raw string contents, 0 if the top-level object has no such string member,
- * -EINVAL if the text is not an object. Costs one pass over the bytes up to
- * the key (the body may be megabytes of prompt after it). */
+ * -EINVAL if the text is not an object. On valid JSON it agrees with
+ * json_parse() + json_get(): escaped keys ("mod\u0065l") match after
+ * decoding, and the first member with the name decides (0 if its value is
+ * not a string, even when a later duplicate is). Costs one pass over the
+ * bytes up to the key (the body may be megabytes of prompt after it). */
 int json_top_string(const char *s, size_t len, const char *key, struct slice *val);
 
 #endif
