@@ -460,6 +460,17 @@ static void test_top_string(void)
     ok(rbad == 0, "json_top_string vs json_get: %d random checks, %d disagree", rn, rbad);
     buf_free(&b);
 
+    /* An escaped key is validated before it is compared: a bad escape is
+     * -EINVAL, never a guess, and a short \u at the end is not over-read. */
+    static const char badkey[] = "{\"a\\x\":1,\"model\":\"m\"}";
+    ok(json_top_string(at_guard(badkey, sizeof(badkey) - 1), sizeof(badkey) - 1, "model", &v) ==
+           -EINVAL,
+       "json_top_string: bad escape in a key is -EINVAL");
+    static const char shortu[] = "{\"\\u\"";
+    ok(json_top_string(at_guard(shortu, sizeof(shortu) - 1), sizeof(shortu) - 1, "model", &v) ==
+           -EINVAL,
+       "json_top_string: short \\u in a key at the end of the text");
+
     /* Truncations of a valid request never crash and never read past the end. */
     static const char req[] = "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":"
                               "\"hi \\\"there\\\" \\u00e9\"}],\"stream\":true}";
