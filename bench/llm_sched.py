@@ -7,7 +7,9 @@ Four single-slot llamalb-sim backends with service times of about 150, 150,
 capacity, the same seeded arrival times for every system; streamed chat
 requests. For each system: p50/p99 of end-to-end latency and of time to
 first token (first SSE data event), and errors. Systems: llamalb least,
-llamalb random (the original demo's policy), HAProxy leastconn with
+llamalb random (capped and queued), demo-random (llamalb random with no
+caps: the original demo's balancer, requests waiting in hidden backend
+queues), HAProxy leastconn with
 maxconn 1 per server and its queue, nginx least_conn and random (optional),
 and an ideal central-queue dispatcher simulated on the same arrivals (every
 request goes, in arrival order, to the free server that finishes it first),
@@ -200,12 +202,12 @@ def start_sims(procs):
     return addrs
 
 
-def start_llamalb(policy, addrs, procs):
+def start_llamalb(policy, addrs, procs, cap=1):
     argv = [os.path.join(BUILD, "llamalb"), "--listen", "127.0.0.1:0", "--admin-listen",
             "127.0.0.1:0", "--workers", "1", "--policy", policy, "--access-log", "off",
             "--health-interval", "0", "--log-level", "warn", "--queue-timeout", "60s"]
     for (name, _, _, _), a in zip(BACKENDS, addrs):
-        argv += ["--backend", "%s=%s,weight=1,max-inflight=1" % (name, a)]
+        argv += ["--backend", "%s=%s,weight=1,max-inflight=%d" % (name, a, cap)]
     p, a, _ = start(argv, want_admin=True)
     procs.append(p)
     return a
@@ -293,6 +295,10 @@ def measure(system, addrs, arrivals, tmp):
             a = start_llamalb("least", addrs, procs)
         elif system == "llamalb-random":
             a = start_llamalb("random", addrs, procs)
+        elif system == "demo-random":
+            # The original demo's balancer: weighted random, no cap, no queue of
+            # its own: requests wait in the backends' hidden queues.
+            a = start_llamalb("random", addrs, procs, cap=0)
         elif system == "haproxy-leastconn":
             a = start_haproxy(addrs, procs, tmp)
         elif system == "nginx-least_conn":
@@ -318,8 +324,8 @@ def main():
     ap.add_argument("--seconds", type=float, default=60)
     ap.add_argument("--loads", default="0.6,0.8")
     ap.add_argument("--seed", type=int, default=2026)
-    ap.add_argument("--systems", default="llamalb-least,llamalb-random,haproxy-leastconn,"
-                                         "nginx-least_conn,nginx-random")
+    ap.add_argument("--systems", default="llamalb-least,llamalb-random,demo-random,"
+                                         "haproxy-leastconn,nginx-least_conn,nginx-random")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     systems = args.systems.split(",")
