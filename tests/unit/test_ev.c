@@ -181,11 +181,14 @@ static void test_many_timers(void)
 
 struct pair_state {
     struct ev_io io;
+    struct ev_timer close_timer; /* armed once all 5 bytes are read */
     int peer;
     int reads, eofs, writes;
     size_t bytes;
     bool done;
 };
+
+static void close_cb(struct ev_loop *loop, struct ev_timer *t);
 
 static void pair_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
 {
@@ -211,6 +214,10 @@ static void pair_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
         }
         break; /* EAGAIN: edge-triggered, wait for the next edge */
     }
+    /* Close the peer only after the data was read, so data and EOF are two
+     * edges however slowly a loaded machine runs the loop. */
+    if (ps->bytes == 5 && !ps->done && !ev_timer_active(&ps->close_timer))
+        ev_timer_start(loop, &ps->close_timer, 1, close_cb, NULL);
 }
 
 static struct pair_state *pair_ps;
@@ -243,9 +250,8 @@ static void test_fd_readiness(void)
     pair_ps = &ps;
     is_int(ev_io_start(loop, &ps.io, sv[0], pair_cb, &ps), 0, "fd: ev_io_start");
     is_int(ev_io_count(loop), 1, "fd: one io registered (the wake pipe is not counted)");
-    struct ev_timer tw = {0}, tc = {0};
+    struct ev_timer tw = {0};
     ev_timer_start(loop, &tw, 5, write_cb, NULL);
-    ev_timer_start(loop, &tc, 20, close_cb, NULL);
     ev_set_before_sleep(loop, stop_when_done, &ps);
     ev_run(loop);
     ok(ps.bytes == 5 && ps.eofs == 1, "fd: 5 bytes read, then one EOF");
@@ -415,6 +421,31 @@ static void test_before_sleep(void)
     ev_loop_free(loop);
 }
 
+/* A call that fails synchronously never calls its callback (libuv rule). */
+static int sync_fail_calls;
+static void sync_fail_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
+{
+    UNUSED(loop);
+    UNUSED(io);
+    UNUSED(events);
+    sync_fail_calls++;
+}
+
+static void test_io_start_fails(void)
+{
+    struct ev_loop *loop = ev_loop_new();
+    struct ev_io io = {0};
+    struct ev_timer t = {0};
+    int r = ev_io_start(loop, &io, 1000000, sync_fail_cb, NULL);
+    ok(r == -EBADF && io.fd == -1 && ev_io_count(loop) == 0,
+       "io start on a bad fd: -EBADF, io left stopped, not counted");
+    ev_timer_start(loop, &t, 5, timeout_cb, NULL);
+    ev_run(loop);
+    is_int(sync_fail_calls, 0, "io start failure: the callback never runs");
+    check_empty(loop, "io start failure");
+    ev_loop_free(loop);
+}
+
 static void test_clock(void)
 {
     struct ev_loop *loop = ev_loop_new();
@@ -440,6 +471,7 @@ int main(void)
     test_no_starvation();
     test_wake();
     test_before_sleep();
+    test_io_start_fails();
     test_clock();
     return done_testing();
 }
