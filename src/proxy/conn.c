@@ -173,7 +173,7 @@ static void drop_upstream(struct conn *c, bool failed)
         c->up = NULL;
     }
     if (c->be != NULL) {
-        struct reg_outcome o = {.failed = failed};
+        struct reg_outcome o = {.failed = failed, .model = c->model, .counted = failed};
         reg_release(&srv(c)->reg, c->be, &o, now_ms(c));
         backend_unref(c->be);
         c->be = NULL;
@@ -188,6 +188,14 @@ static void leave_queue(struct conn *c)
         struct reg_outcome o = {0};
         reg_release(&srv(c)->reg, b, &o, now_ms(c));
         backend_unref(b);
+    }
+}
+
+static void uncount_model(struct conn *c)
+{
+    if (c->model_counted) {
+        reg_model_inflight(&srv(c)->reg, c->model, -1);
+        c->model_counted = false;
     }
 }
 
@@ -211,6 +219,7 @@ void conn_close(struct conn *c)
         drop_upstream(c, false);
     }
     clear_tried(c);
+    uncount_model(c);
     ev_timer_stop(c->w->loop, &c->timer);
     int fd = c->io.fd;
     ev_io_stop(c->w->loop, &c->io);
@@ -461,6 +470,7 @@ static void capture_admin_headers(struct conn *c, const struct http1_msg *m)
 /* Resets per-request state for the next request on this connection. */
 static void reset_request(struct conn *c)
 {
+    uncount_model(c);
     http1_msg_reset(&c->req);
     buf_free(&c->uphead);
     buf_free(&c->body);
@@ -486,6 +496,8 @@ static void reset_request(struct conn *c)
     c->local_models = false;
     c->t_sent_us = c->t_first_us = c->t_last_us = 0;
     c->events = 0;
+    c->sse = c->sse_nl = false;
+    c->sse_events = 0;
 }
 
 static uint64_t hash_bytes(const char *p, size_t n)
@@ -891,6 +903,10 @@ static void dispatch(struct conn *c)
     struct backend *b = NULL;
     fill_req(c, &q);
     c->state = CS_UPSTREAM;
+    if (!c->model_counted) {
+        reg_model_inflight(&s->reg, c->model, +1);
+        c->model_counted = true;
+    }
     c->waiter.ready_list = &c->w->ready;
     c->waiter.wake = wake_loop;
     c->waiter.wake_arg = c->w->loop;
@@ -1159,15 +1175,16 @@ static void finish_response(struct conn *c)
     c->up = NULL;
     u->c = NULL;
     up_release(u, c->up_reusable && u->in.len == 0 && !atomic_load(&s->draining));
-    struct reg_outcome o = {.failed = failed};
+    struct reg_outcome o = {.failed = failed, .model = c->model, .counted = true};
     if (c->t_sent_us != 0 && c->t_first_us >= c->t_sent_us) {
         o.ttft_us = c->t_first_us - c->t_sent_us;
         o.events = c->events;
         if (c->events > 1)
             o.tbt_us = (c->t_last_us - c->t_first_us) / (c->events - 1);
     }
-    if (c->events > 1)
-        atomic_fetch_add(&b->stats.events, c->events);
+    o.sse_events = c->sse_events;
+    if (c->sse_events > 0)
+        atomic_fetch_add(&b->stats.events, c->sse_events);
     reg_release(&s->reg, b, &o, now_ms(c));
     backend_unref(b);
     c->be = NULL;
@@ -1180,6 +1197,26 @@ static void finish_response(struct conn *c)
     reset_request(c);
     c->state = CS_HEAD;
     drive(c); /* the next pipelined request may already be buffered */
+}
+
+/* Counts SSE events (lines ended by a blank line) in response payload. */
+static void count_sse(struct conn *c, const char *p, size_t n)
+{
+    const char *end = p + n;
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        if (nl == NULL) {
+            c->sse_nl = false;
+            return;
+        }
+        /* "\n\n" or "\n\r\n" ends an event; a newline right after one counts. */
+        if (c->sse_nl && (nl == p || (nl == p + 1 && p[0] == '\r')))
+            c->sse_events++;
+        c->sse_nl = true;
+        p = nl + 1;
+        if (p < end && *p != '\n' && *p != '\r')
+            c->sse_nl = false;
+    }
 }
 
 /* Frames what the upstream buffer holds: how many bytes may pass to the
@@ -1198,9 +1235,13 @@ static bool frame_upstream(struct conn *c)
         c->pass = (size_t)MIN((uint64_t)in->len, c->resp_left);
         c->resp_left -= c->pass;
         c->resp_done = c->resp_left == 0;
+        if (c->sse)
+            count_sse(c, buf_data(in), c->pass);
         break;
     case HTTP1_BODY_CLOSE:
         c->pass = in->len;
+        if (c->sse)
+            count_sse(c, buf_data(in), c->pass);
         break;
     case HTTP1_BODY_CHUNKED: {
         size_t off = 0;
@@ -1211,6 +1252,8 @@ static bool frame_upstream(struct conn *c)
                 http1_chunked_decode(&c->rck, buf_data(in) + off, in->len - off, &used, &d);
             if (rc == HTTP1_CHUNK_ERROR)
                 return false;
+            if (rc == HTTP1_CHUNK_DATA && c->sse)
+                count_sse(c, d.p, d.len);
             if (c->dechunk && rc == HTTP1_CHUNK_DATA)
                 buf_append(&c->out, d.p, d.len);
             off += used;
@@ -1354,6 +1397,8 @@ static void on_response_head(struct conn *c, int hl)
     c->resp_framing = r->framing;
     c->resp_left = r->content_length;
     c->up_reusable = r->keep_alive && !r->cl_and_te && r->framing != HTTP1_BODY_CLOSE;
+    const struct http1_header *ct = http1_find(r, "content-type");
+    c->sse = ct != NULL && ct->value.len >= 17 && memcmp(ct->value.p, "text/event-stream", 17) == 0;
     build_client_head(c, r);
     buf_consume(&u->in, (size_t)hl);
     ev_timer_stop(c->w->loop, &u->timer);

@@ -147,6 +147,7 @@ struct conn {
     uint64_t affinity;          /* session key hash, 0 = none */
     bool is_upload;             /* POST /v1/files: learn the new file's id */
     bool local_models;          /* GET /v1/models: answered here */
+    bool model_counted;         /* counted in its model's in-flight gauge */
     struct reg_waiter waiter;   /* the gateway queue */
 
     /* upstream side */
@@ -173,6 +174,9 @@ struct conn {
     int64_t t_first_us;         /* first response body bytes (first token) */
     int64_t t_last_us;          /* latest response body bytes */
     unsigned events;            /* reads that brought body bytes (one per token when streaming) */
+    bool sse;                   /* the response is text/event-stream */
+    bool sse_nl;                /* the last payload byte seen was a newline */
+    unsigned sse_events;        /* SSE events seen (blank-line terminated) */
 };
 
 /* An upstream connection: leased to one conn, or idle in its backend's pool

@@ -54,6 +54,7 @@ void reg_deinit(struct registry *r)
 }
 
 static void kick_locked(struct registry *r, int64_t now);
+static struct model_stats *model_slot(struct registry *r, const char *model);
 
 /* ---------------------------------------------------------------- specs */
 
@@ -493,6 +494,9 @@ static void kick_locked(struct registry *r, int64_t now)
         w->assigned = b;
         w->state = REG_W_READY;
         atomic_fetch_add(&r->queue_wait_us, (uint64_t)(now - w->since_ms) * 1000);
+        struct model_stats *ms = model_slot(r, w->req.model);
+        ms->queued++;
+        ms->queue_wait_us += (uint64_t)(now - w->since_ms) * 1000;
         list_add_tail(w->ready_list, &w->link);
         w->wake(w->wake_arg);
     }
@@ -567,6 +571,38 @@ bool reg_has_alternative(struct registry *r, const struct reg_req *q, int64_t no
     return n > 0;
 }
 
+/* The stats slot of <model>; caller holds the lock. */
+static struct model_stats *model_slot(struct registry *r, const char *model)
+{
+    if (model == NULL || model[0] == '\0')
+        model = "(none)";
+    for (unsigned i = 0; i < r->nmodel_stats; i++)
+        if (strcmp(r->models[i].name, model) == 0)
+            return &r->models[i];
+    if (r->nmodel_stats == REG_MAX_MODEL_STATS - 1)
+        model = "(other)";
+    for (unsigned i = 0; i < r->nmodel_stats; i++)
+        if (strcmp(r->models[i].name, model) == 0)
+            return &r->models[i];
+    struct model_stats *m = &r->models[r->nmodel_stats++];
+    memset(m, 0, sizeof(*m));
+    snprintf(m->name, sizeof(m->name), "%s", model);
+    return m;
+}
+
+void reg_model_inflight(struct registry *r, const char *model, int delta)
+{
+    pthread_mutex_lock(&r->lock);
+    struct model_stats *m = model_slot(r, model);
+    if (delta > 0) {
+        m->inflight++;
+        m->requests++;
+    } else if (m->inflight > 0) {
+        m->inflight--;
+    }
+    pthread_mutex_unlock(&r->lock);
+}
+
 static void ewma(double *v, double sample, unsigned samples)
 {
     *v = samples == 0 ? sample : *v * 0.8 + sample * 0.2;
@@ -577,6 +613,15 @@ void reg_release(struct registry *r, struct backend *b, const struct reg_outcome
 {
     atomic_fetch_sub(&b->inflight, 1);
     pthread_mutex_lock(&r->lock);
+    if (o->counted) {
+        struct model_stats *m = model_slot(r, o->model);
+        m->errors += o->failed;
+        m->events += o->sse_events;
+        if (o->ttft_us > 0) {
+            m->ttft_us_sum += (uint64_t)o->ttft_us;
+            m->ttft_count++;
+        }
+    }
     if (o->ttft_us > 0 && !o->failed) {
         ewma(&b->ewma_ttft_us, (double)o->ttft_us, b->samples);
         ewma(&b->ewma_tbt_us, (double)o->tbt_us, b->samples);
@@ -823,6 +868,63 @@ void reg_dump_metrics(struct registry *r, struct buf *out, int64_t now_ms)
                    b->spec.name, (double)atomic_load(&b->stats.lat_sum_us) / 1e6);
         buf_printf(out, "llamalb_backend_request_duration_seconds_count{backend=\"%s\"} %llu\n",
                    b->spec.name, (unsigned long long)cum);
+    }
+    buf_append_str(out, "# HELP llamalb_backend_events_total Streamed events relayed (about one "
+                        "per token).\n# TYPE llamalb_backend_events_total counter\n");
+    for (unsigned i = 0; i < r->n; i++)
+        buf_printf(out, "llamalb_backend_events_total{backend=\"%s\"} %llu\n", r->v[i]->spec.name,
+                   (unsigned long long)atomic_load(&r->v[i]->stats.events));
+    buf_append_str(out, "# HELP llamalb_backend_ttft_seconds Time to first token (first body "
+                        "bytes) measured here, EWMA.\n# TYPE llamalb_backend_ttft_seconds gauge\n");
+    for (unsigned i = 0; i < r->n; i++)
+        buf_printf(out, "llamalb_backend_ttft_seconds{backend=\"%s\"} %.6f\n", r->v[i]->spec.name,
+                   r->v[i]->ewma_ttft_us / 1e6);
+    /* Per requested model. Names come from clients: escape for the label. */
+    static const struct {
+        const char *name, *help, *type;
+    } mm[] = {
+        {"llamalb_model_requests_total", "Requests by requested model.", "counter"},
+        {"llamalb_model_errors_total", "Failed requests by requested model.", "counter"},
+        {"llamalb_model_inflight", "Requests in flight by requested model.", "gauge"},
+        {"llamalb_model_queued_total", "Requests that waited for a backend.", "counter"},
+        {"llamalb_model_queue_wait_seconds_sum", "Time spent waiting for a backend.", "counter"},
+        {"llamalb_model_queue_length", "Requests waiting now.", "gauge"},
+        {"llamalb_model_ttft_seconds_sum", "Sum of times to first token.", "counter"},
+        {"llamalb_model_ttft_seconds_count", "Responses with a first token.", "counter"},
+        {"llamalb_model_events_total", "Streamed events (about one per token).", "counter"},
+    };
+    for (unsigned k = 0; k < ARRAY_SIZE(mm); k++) {
+        buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", mm[k].name, mm[k].help, mm[k].name,
+                   mm[k].type);
+        for (unsigned i = 0; i < r->nmodel_stats; i++) {
+            const struct model_stats *m = &r->models[i];
+            char label[260];
+            size_t o = 0;
+            for (const char *p = m->name; *p && o < sizeof(label) - 3; p++) {
+                if (*p == '"' || *p == '\\')
+                    label[o++] = '\\';
+                label[o++] = *p == '\n' ? ' ' : *p;
+            }
+            label[o] = '\0';
+            unsigned waiting = 0;
+            if (k == 5) {
+                for (struct list *e = r->waiters.next; e != &r->waiters; e = e->next) {
+                    const struct reg_waiter *w = list_entry(e, struct reg_waiter, link);
+                    const char *wm = w->req.model ? w->req.model : "(none)";
+                    waiting += strcmp(wm, m->name) == 0;
+                }
+            }
+            double v = k == 0   ? (double)m->requests
+                       : k == 1 ? (double)m->errors
+                       : k == 2 ? (double)m->inflight
+                       : k == 3 ? (double)m->queued
+                       : k == 4 ? (double)m->queue_wait_us / 1e6
+                       : k == 5 ? (double)waiting
+                       : k == 6 ? (double)m->ttft_us_sum / 1e6
+                       : k == 7 ? (double)m->ttft_count
+                                : (double)m->events;
+            buf_printf(out, "%s{model=\"%s\"} %.6g\n", mm[k].name, label, v);
+        }
     }
     buf_append_str(out, "# HELP llamalb_backend_ttfb_seconds_sum Sum of times to the first "
                         "response byte.\n# TYPE llamalb_backend_ttfb_seconds_sum counter\n");

@@ -144,7 +144,20 @@ struct reg_outcome {
     bool failed;                /* counts towards ejection */
     int64_t ttft_us;            /* 0 = no response */
     int64_t tbt_us;             /* mean gap between events, 0 = not a stream */
-    unsigned events;
+    unsigned events;            /* body reads (timing) */
+    unsigned sse_events;        /* SSE events relayed (tokens streamed) */
+    const char *model;          /* requested model for per-model metrics, NULL = none */
+    bool counted;               /* a finished request (not a give-back of an unused slot) */
+};
+
+/* Per-model counters (requested model names), guarded by the registry lock.
+ * Bounded: past REG_MAX_MODEL_STATS names, the rest count under "other". */
+#define REG_MAX_MODEL_STATS 128
+struct model_stats {
+    char name[128];
+    uint64_t requests, errors, events, queued;
+    uint64_t ttft_us_sum, ttft_count, queue_wait_us;
+    unsigned inflight;
 };
 
 struct registry {
@@ -167,6 +180,8 @@ struct registry {
     uint64_t rng;
     atomic_uint_fast64_t queued_total, queue_timeouts, queue_rejects;
     atomic_uint_fast64_t queue_wait_us;
+    struct model_stats models[REG_MAX_MODEL_STATS];
+    unsigned nmodel_stats;
     /* uploaded files: id -> backend name (bounded, oldest forgotten first) */
     struct reg_file *files;
     unsigned nfiles, files_head;
@@ -258,7 +273,9 @@ void backend_unref(struct backend *b);
 
 /* Appends the set as the JSON array GET /api/services answers. */
 void reg_dump_json(struct registry *r, struct buf *out, int64_t now_ms);
-/* Appends the per-backend Prometheus metrics. */
+/* Counts a request for <model> entering (+1) or leaving (-1) flight. */
+void reg_model_inflight(struct registry *r, const char *model, int delta);
+/* Appends the per-backend and per-model Prometheus metrics. */
 void reg_dump_metrics(struct registry *r, struct buf *out, int64_t now_ms);
 unsigned reg_count(struct registry *r);
 
