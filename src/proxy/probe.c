@@ -8,7 +8,7 @@
  * queued behind a generation would both time out and delay the next real
  * request. A probe that times out while the backend became busy meanwhile
  * counts as busy, not dead (llama-nexus does the same). A refused or reset
- * connection, or a timeout on an idle backend, ejects it; a good answer
+ * connection, a 5xx, or a timeout on an idle backend ejects it; a good answer
  * brings an ejected backend back (with slow start) and refreshes its
  * model list. */
 #include <errno.h>
@@ -105,8 +105,10 @@ static void probe_done_reading(struct probe *p)
             take_models(p, body, blen);
         /* Chunked model lists are rare; the backend is alive all the same. */
     }
-    /* Any well-formed answer proves the server is up. */
-    probe_end(p, 1);
+    /* A well-formed answer proves the server is up, unless it says it is
+     * not (5xx: starting, overloaded, broken). A 404 from a server without
+     * /v1/models is still a live server. */
+    probe_end(p, m.status < 500 ? 1 : 0);
 }
 
 static void probe_io_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
