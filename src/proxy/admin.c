@@ -322,6 +322,11 @@ void admin_handle(struct conn *c)
     memcpy(p, path, plen);
     p[plen] = '\0';
 
+    if (strlen(c->path) >= sizeof(c->path) - 1) {
+        /* Truncated: acting on a prefix could unregister another service. */
+        jerr(c, 414, "request target too long", "uri_too_long");
+        goto done;
+    }
     if (strcmp(p, "/healthz") == 0) {
         text(c, 200, "ok\n");
         goto done;

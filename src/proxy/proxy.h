@@ -138,7 +138,8 @@ struct conn {
     bool keep_alive;            /* client wants the connection kept */
     int minor;                  /* client's HTTP/1.<minor> */
     char method[16];
-    char path[200];             /* for logs and admin routing (truncated) */
+    char path[320];             /* for logs and admin routing (truncated; holds
+                                 * /api/unregister/ + a 253-character name) */
     char rid[36];               /* X-Request-Id */
     int64_t t0_us;              /* head complete */
     struct admin_req *ar;
