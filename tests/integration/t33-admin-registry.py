@@ -81,6 +81,20 @@ is_(low.nrequests, n_low, "unregistered backend saw nothing more")
 r = watcher("DELETE", "/api/unregister/llama-low-cost-service")
 ok(r.status == 404 and r.body == b"Service not found", "unregister again: 404 Service not found")
 
+# names up to 253 characters can be unregistered; a longer path never hits a prefix
+long = "n" * 253
+r = watcher("POST", "/api/register", {"name": long, "ip": "10.1.2.3", "port": 80})
+is_(r.status, 200, "register a 253-character name")
+r = watcher("DELETE", "/api/unregister/" + long)
+ok(r.status == 200 and r.body == b"Unregistered", "unregister the 253-character name: 200")
+pre = "p" * 150
+watcher("POST", "/api/register", {"name": pre, "ip": "10.1.2.3", "port": 80})
+r = watcher("DELETE", "/api/unregister/" + pre + "q" * 400)
+ok(r.status in (404, 414), "unregister with an over-long name: 404/414 (%d)" % r.status)
+ok(pre in [s["name"] for s in watcher("GET", "/api/services").json()],
+   "... and the service named by its prefix is still there")
+watcher("DELETE", "/api/unregister/" + pre)
+
 # PUT /api/services with generation
 third = FakeBackend(name="third")
 svc = lambda name, port, w=1: {"name": name, "weight": w, "ip": "127.0.0.1", "port": port}  # noqa: E731
