@@ -1,0 +1,131 @@
+/* SPDX-License-Identifier: MIT
+ * The Kubernetes API client: where the API server is and how to authenticate
+ * (in-cluster service account or kubeconfig), and the list+watch "reflector"
+ * that keeps one resource's objects in memory the way client-go and kube-rs
+ * do: list (paged), watch from the list's resourceVersion with bookmarks,
+ * re-watch on a clean end, relist on 410 Gone or a malformed stream, back off
+ * exponentially on errors, reopen a stalled stream. */
+#ifndef LLAMALB_WATCH_K8S_H
+#define LLAMALB_WATCH_K8S_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "xfer.h"
+
+/* A byte string read from a file or decoded from a kubeconfig *-data field. */
+struct k8s_blob {
+    char *p;     /* owned; NULL when unset */
+    size_t len;
+};
+
+/* Where the API server is and how to talk to it. Filled by one of the two
+ * loaders; freed by k8s_config_deinit(). */
+struct k8s_config {
+    char *server;            /* base URL without a trailing slash */
+    char *namespace;         /* the context's or the pod's namespace ("default") */
+    char *token;             /* bearer token, or NULL */
+    char *token_file;        /* re-read every minute and after a 401, or NULL */
+    int64_t token_read_ms;   /* when token_file was last read (loop clock) */
+    char *ca_file;           /* CA bundle path, or NULL */
+    struct k8s_blob ca;      /* CA bundle PEM (certificate-authority-data) */
+    char *cert_file, *key_file;   /* client certificate and key paths */
+    struct k8s_blob cert, key;    /* ... or their PEM (client-*-data) */
+    bool insecure;           /* insecure-skip-tls-verify */
+};
+
+/* In-cluster config from KUBERNETES_SERVICE_HOST/PORT and <sa_dir> (normally
+ * /var/run/secrets/kubernetes.io/serviceaccount). Returns 0 or -errno with a
+ * message in <err>. */
+int k8s_config_incluster(struct k8s_config *c, const char *sa_dir, char *err, size_t errlen);
+
+/* kubeconfig <path> (NULL: $KUBECONFIG, else ~/.kube/config), context
+ * <context> (NULL: current-context). Supports token, tokenFile, client
+ * certificate/key (file or -data), certificate-authority (file or -data),
+ * insecure-skip-tls-verify; refuses exec and auth-provider plugins. Returns 0
+ * or -errno with a message in <err>. */
+int k8s_config_kubeconfig(struct k8s_config *c, const char *path, const char *context,
+                          char *err, size_t errlen);
+
+void k8s_config_deinit(struct k8s_config *c);
+
+/* Re-reads the token file if <force> or if it was read a minute or more
+ * before <now_ms>. Keeps the old token if the file cannot be read. */
+void k8s_config_reload_token(struct k8s_config *c, int64_t now_ms, bool force);
+
+/* Backoff between failed attempts: the kube-rs defaults (800 ms, doubling,
+ * capped at 30 s, jittered, reset 120 s after the last backoff or on success). */
+struct k8s_backoff {
+    int64_t min_ms, max_ms;  /* 800, 30000 */
+    int64_t cur_ms;          /* last base delay; 0 = reset */
+    int64_t last_ms;         /* when the last delay was handed out */
+};
+/* The next delay in ms for a failure at <now_ms>. */
+int64_t k8s_backoff_next(struct k8s_backoff *b, int64_t now_ms);
+
+enum k8s_state {
+    K8S_IDLE = 0,   /* waiting for retry_at */
+    K8S_LISTING,    /* a list page is in flight */
+    K8S_WATCHING,   /* the watch stream is open */
+};
+
+/* Counters for /metrics. */
+struct k8s_stats {
+    uint64_t added, modified, deleted, bookmarks, errors; /* watch events by type */
+    uint64_t lists, relists, watches, watch_restarts, stalls, bad_lines, http_errors;
+};
+
+/* One resource (services or endpointslices) in one namespace or all of them.
+ * Created by k8s_reflector_new(), driven by k8s_reflector_tick(), owned by main. */
+struct k8s_reflector {
+    const char *resource;      /* "services" or "endpointslices" (static string) */
+    char *path;                /* "/api/v1/services", "/apis/.../namespaces/ns/endpointslices" */
+    char *selector;            /* label selector, or NULL */
+    struct k8s_config *cfg;    /* borrowed */
+    json_t *items;             /* "ns/name" -> object: the set in force */
+    json_t *pending;           /* the list being built, swapped in when complete */
+    char *rv;                  /* resourceVersion to watch from; NULL = must list */
+    char *cont;                /* continue token of the list in progress */
+    enum k8s_state state;
+    bool synced;               /* a full list has completed at least once */
+    bool changed;              /* items changed since the owner last looked */
+    bool want_relist;          /* drop rv and list again at the next attempt */
+    int64_t retry_at;          /* loop clock ms: next attempt when IDLE */
+    int64_t last_byte_ms;      /* last bytes seen on the watch */
+    int64_t watch_start_ms;
+    int64_t last_relist_ms;
+    struct xfer *x;            /* the request in flight, or NULL */
+    struct buf line;           /* watch stream bytes not yet split into lines */
+    bool line_overflow;        /* a line exceeded max_line: abort + relist */
+    bool bad_stream;           /* a malformed line or ERROR 410 seen: relist */
+    bool stream_error;         /* another ERROR event: re-watch after a backoff */
+    struct k8s_backoff backoff;
+    struct k8s_stats st;
+    /* Settings, copied from main's flags. */
+    int timeout_s;             /* watch timeoutSeconds (290) */
+    int64_t stall_ms;          /* no bytes for this long: reopen (timeout+5 s) */
+    size_t max_line;           /* bytes (1 MiB) */
+    int page_limit;            /* list page size (500) */
+};
+
+/* A reflector for <resource> under <path> with label selector <selector>
+ * (copied; NULL for none). */
+struct k8s_reflector *k8s_reflector_new(struct k8s_config *cfg, const char *resource,
+                                        const char *path, const char *selector);
+void k8s_reflector_free(struct k8s_reflector *r);
+
+/* Starts whatever is due at <now_ms>: a list, a watch, a retry; reopens a
+ * stalled stream. Returns the loop-clock time it next needs a tick. */
+int64_t k8s_reflector_tick(struct k8s_reflector *r, int64_t now_ms);
+
+/* Forces a fresh list (full resync): the set stays in force until the new
+ * list has completed, then is swapped in at once. */
+void k8s_reflector_relist(struct k8s_reflector *r);
+
+/* The loop clock, in ms (CLOCK_MONOTONIC). */
+int64_t k8s_now_ms(void);
+
+#endif
