@@ -63,7 +63,7 @@ $(B)/llamalb: $(B)/obj/src/proxy/main.o $(B)/libproxy.a $(B)/libcommon.a
 $(B)/llamalb-sim: $(B)/obj/src/sim/main.o $(B)/libsim.a $(B)/libcommon.a
 	$(CC) $(ALL_LDFLAGS) $^ -o $@ $(LIBS)
 $(B)/llamalb-watcher: $(WATCHER_OBJ) $(B)/libcommon.a
-	$(CC) $(ALL_LDFLAGS) $^ -o $@ $(LIBS) -lcurl -ljansson
+	$(CC) $(ALL_LDFLAGS) $^ -o $@ $(LIBS) -lcurl -ljansson -lyaml
 
 # Unit tests link what their name says: test_proxy_* the proxy, test_sim_* the
 # simulator, the rest only src/common.
