@@ -73,6 +73,10 @@ $(B)/tests/test_proxy_%: $(B)/obj/tests/unit/test_proxy_%.o $(B)/obj/tests/tap.o
 $(B)/tests/test_sim_%: $(B)/obj/tests/unit/test_sim_%.o $(B)/obj/tests/tap.o $(B)/libsim.a $(B)/libcommon.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) $^ -o $@ $(LIBS)
+# test_watch_* #include the watcher source they test (src/watcher/model.c), which uses jansson.
+$(B)/tests/test_watch_%: $(B)/obj/tests/unit/test_watch_%.o $(B)/obj/tests/tap.o $(B)/libcommon.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) $^ -o $@ $(LIBS) -ljansson
 $(B)/tests/test_%: $(B)/obj/tests/unit/test_%.o $(B)/obj/tests/tap.o $(B)/libcommon.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) $^ -o $@ $(LIBS)
