@@ -131,6 +131,7 @@ class FakeK8s:
         self.rv = 1000
         self.compacted = 0      # watches and continue tokens older than this: 410
         self.gone_mode = "event"
+        self.expire_next_continue = False  # the next continue token gets 410 once
         self.tokens = {token} if token else set()
         self.bookmark_interval = bookmark_interval
         self.stalled = False
@@ -253,12 +254,13 @@ class FakeK8s:
         return True
 
     def expire(self, mode="event", kill_open=True):
-        """Compacts history: every resourceVersion seen so far becomes too old.
+        """Compacts history: every resourceVersion older than the current one
+        becomes too old.
         Open watches get an ERROR 410 event and end (kill_open); later watches
         from an old version get 410 as an ERROR event (mode "event") or as the
         HTTP status (mode "http"); continue tokens expire too."""
         with self.lock:
-            self.compacted = self.rv + 1
+            self.compacted = self.rv
             self.gone_mode = mode
             if kill_open:
                 for w in self.watches:
@@ -469,7 +471,8 @@ class _Handler(BaseHTTPRequestHandler):
                     tok = json.loads(base64.b64decode(q["continue"]))
                 except ValueError:
                     return self._send(400, status(400, "BadRequest", "invalid continue token"))
-                if tok["rv"] < f.compacted:
+                if tok["rv"] < f.compacted or f.expire_next_continue:
+                    f.expire_next_continue = False
                     return self._send(410, status(
                         410, "Expired", "The provided continue parameter is too old to display "
                         "a consistent list result. You can start a new list without the continue "
