@@ -122,6 +122,8 @@ for i in range(4):
     ok(r.status == 200 and b"good" in r.body, "F-05 503 + healthy, request %d: 200 from the healthy one" % (i + 1))
 ok(busy.nrequests >= 1, "F-05 the 503 backend was tried (%d)" % busy.nrequests)
 is_(good.nrequests, 4, "F-05 each request answered once by the healthy backend")
+ok(all(r.body == b'{"model": "m"}' for r in good.requests) and
+   all(r.body == b'{"model": "m"}' for r in busy.requests), "F-05 the retried request body replayed intact")
 p.stop()
 p = lb("--backend", busy.backend_arg())
 n0 = busy.nrequests

@@ -4,6 +4,7 @@
 for a run of client requests), pipelining answered in order, HTTP/1.0 with
 and without keep-alive, Connection: close, Expect: 100-continue."""
 import os
+import socket
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -129,4 +130,32 @@ ok(r is not None and r.status == 200 and b"body=5" in r.body, "Expect: body forw
 ok(len(be.requests) == n0 + 1 and be.requests[-1].header("expect") is None,
    "Expect header not forwarded upstream (the proxy answered it)")
 s.close()
+
+# HTTP/1.0 + Expect: no 1xx to an HTTP/1.0 client (RFC 9110 §15.2)
+s = connect(p.addr)
+s.settimeout(0.8)
+s.sendall(b"POST /expect10 HTTP/1.0\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n")
+try:
+    early = s.recv(100)
+except socket.timeout:
+    early = b""
+is_(early, b"", "HTTP/1.0 with Expect: no 100 Continue sent")
+s.sendall(b"{}")
+out, closed = read_until_close(s, 3)
+ok((early + out).startswith(b"HTTP/1.1 200") and closed, "HTTP/1.0 with Expect: 200 once the body came")
+s.close()
+
+# Expect with a chunked body; token case-insensitive
+for hdrs, body, name in [(b"Transfer-Encoding: chunked", b"2\r\n{}\r\n0\r\n\r\n", "chunked"),
+                         (b"Content-Length: 2", b"{}", "100-Continue spelling")]:
+    s = connect(p.addr)
+    s.settimeout(2)
+    exp = b"100-Continue" if "spelling" in name else b"100-continue"
+    s.sendall(b"POST /e HTTP/1.1\r\nHost: a\r\nExpect: " + exp + b"\r\n" + hdrs + b"\r\n\r\n")
+    first = s.recv(100)
+    s.sendall(body)
+    rest = s.recv(1000)
+    ok(first == b"HTTP/1.1 100 Continue\r\n\r\n" and rest.startswith(b"HTTP/1.1 200"),
+       "Expect (%s): 100 then 200" % name)
+    s.close()
 done()
