@@ -134,6 +134,17 @@ is_(busy.nrequests - n0, 1, "F-05 single backend: tried once")
 p.stop()
 
 
+# 429: retried elsewhere, but a busy backend is not a failing one (never ejected)
+lim = FakeBackend(serve_loop(lambda c, r: b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\n"
+                             b"Content-Length: 0\r\n\r\n"), name="lim")
+good = FakeBackend(name="good")
+p = lb("--backend", lim.backend_arg(), "--backend", good.backend_arg(), "--policy", "wrr",
+       "--eject-after", "2")
+sts = [request(p.addr, "POST", "/v1/chat/completions", {"model": "m"}).status for _ in range(8)]
+is_(sts, [200] * 8, "429 + healthy: every request 200 via retry")
+ok(lim.nrequests >= 4, "429 backend not ejected: still tried (%d of 8)" % lim.nrequests)
+p.stop()
+
 # ---------------------------------------------------------------- F-06
 def rst_after_status(conn):
     if conn.recv_request():
