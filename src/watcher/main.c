@@ -373,7 +373,8 @@ int main(int argc, char **argv)
 
     /* The API server. */
     int r;
-    if (kubeconfig == NULL && getenv("KUBERNETES_SERVICE_HOST") != NULL)
+    const char *in_cluster = getenv("KUBERNETES_SERVICE_HOST");
+    if (kubeconfig == NULL && in_cluster != NULL && *in_cluster)
         r = k8s_config_incluster(&w.kc, sa_dir, err, sizeof(err));
     else
         r = k8s_config_kubeconfig(&w.kc, kubeconfig, context, err, sizeof(err));
