@@ -314,7 +314,10 @@ json_t *model_lb_urls(json_t *slices, const char *ns, const char *name, int port
         size_t i;
         json_array_foreach(json_object_get(sl, "endpoints"), i, ep) {
             const char *ip = json_string_value(json_array_get(json_object_get(ep, "addresses"), 0));
-            if (!is_ip(ip) || cond(json_object_get(ep, "conditions"), "ready") == 0)
+            /* Not-ready replicas are fed too: a balancer is ready only once it
+             * has backends, so waiting for readiness would never end. Only
+             * terminating ones are left out. */
+            if (!is_ip(ip) || cond(json_object_get(ep, "conditions"), "terminating") == 1)
                 continue;
             char url[128];
             snprintf(url, sizeof(url), strchr(ip, ':') ? "http://[%s]:%d" : "http://%s:%d", ip,

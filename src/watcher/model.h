@@ -46,8 +46,10 @@ int model_parse_weight(const char *s, unsigned *out);
 json_t *model_desired(const struct model_cfg *cfg, json_t *services, json_t *slices,
                       json_t *warnings);
 
-/* The admin base URLs ("http://IP:PORT", IPv6 in brackets) of every ready
- * address in the slices of Service <ns>/<name>, sorted, duplicates removed.
+/* The admin base URLs ("http://IP:PORT", IPv6 in brackets) of every address
+ * in the slices of Service <ns>/<name> that is not terminating (ready or not:
+ * a balancer only becomes ready once it has been fed), sorted, without
+ * duplicates.
  * <slices> is borrowed; returns a new array of strings. */
 json_t *model_lb_urls(json_t *slices, const char *ns, const char *name, int port);
 

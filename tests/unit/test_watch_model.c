@@ -296,7 +296,9 @@ static void test_lb_urls(void)
         "  \"labels\":{\"kubernetes.io/service-name\":\"llamalb\"}},\"addressType\":\"IPv4\","
         " \"endpoints\":[{\"addresses\":[\"10.42.0.5\"],\"conditions\":{\"ready\":true}},"
         "  {\"addresses\":[\"10.42.0.4\"],\"conditions\":{}},"
-        "  {\"addresses\":[\"10.42.0.6\"],\"conditions\":{\"ready\":false}}]},"
+        "  {\"addresses\":[\"10.42.0.6\"],\"conditions\":{\"ready\":false}},"
+        "  {\"addresses\":[\"10.42.0.8\"],\"conditions\":{\"ready\":false,"
+        "   \"terminating\":true}}]},"
         " {\"metadata\":{\"name\":\"llamalb-2\",\"namespace\":\"default\","
         "  \"labels\":{\"kubernetes.io/service-name\":\"llamalb\"}},\"addressType\":\"IPv6\","
         " \"endpoints\":[{\"addresses\":[\"fd00::7\"],\"conditions\":{\"ready\":true}},"
@@ -306,8 +308,9 @@ static void test_lb_urls(void)
         " \"endpoints\":[{\"addresses\":[\"10.42.9.9\"],\"conditions\":{\"ready\":true}}]}]");
     json_t *urls = model_lb_urls(slices, "default", "llamalb", 8081);
     json_t *want = J("[\"http://10.42.0.4:8081\",\"http://10.42.0.5:8081\","
-                     "\"http://[fd00::7]:8081\"]");
-    ok(json_equal(urls, want), "lb urls: ready only, deduplicated, sorted, IPv6 bracketed");
+                     "\"http://10.42.0.6:8081\",\"http://[fd00::7]:8081\"]");
+    ok(json_equal(urls, want), "lb urls: not terminating (ready or not), deduplicated, sorted, "
+                               "IPv6 bracketed");
     json_decref(urls);
     json_decref(want);
     json_decref(slices);
