@@ -37,6 +37,28 @@ RESOURCES = {
                        "discovery.k8s.io/v1"),
 }
 VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
+# Kinds only announced by discovery (so kubectl can map the deploy/ manifests,
+# e.g. `kubectl apply --dry-run=client`); getting one answers 404.
+DISCOVERY = {
+    "v1": [("services", "Service", True), ("serviceaccounts", "ServiceAccount", True),
+           ("secrets", "Secret", True), ("namespaces", "Namespace", False)],
+    "discovery.k8s.io/v1": [("endpointslices", "EndpointSlice", True)],
+    "apps/v1": [("deployments", "Deployment", True)],
+    "rbac.authorization.k8s.io/v1": [("clusterroles", "ClusterRole", False),
+                                     ("clusterrolebindings", "ClusterRoleBinding", False),
+                                     ("roles", "Role", True), ("rolebindings", "RoleBinding", True)],
+    "node.k8s.io/v1": [("runtimeclasses", "RuntimeClass", False)],
+}
+
+
+SHORT = {"services": ["svc"], "serviceaccounts": ["sa"], "deployments": ["deploy"],
+         "namespaces": ["ns"]}
+
+
+def _resource_list(gv):
+    return {"kind": "APIResourceList", "groupVersion": gv, "resources": [
+        {"name": n, "singularName": k.lower(), "namespaced": ns, "kind": k, "verbs": VERBS,
+         "shortNames": SHORT.get(n, [])} for n, k, ns in DISCOVERY[gv]]}
 
 
 # ------------------------------------------------------------------ selectors
@@ -424,21 +446,18 @@ class _Handler(BaseHTTPRequestHandler):
                                         {"clientCIDR": "0.0.0.0/0",
                                          "serverAddress": "%s:%d" % (f.host, f.port)}]})
         if path == "/apis":
-            gv = {"groupVersion": "discovery.k8s.io/v1", "version": "v1"}
-            return self._send(200, {"kind": "APIGroupList", "apiVersion": "v1", "groups": [
-                {"name": "discovery.k8s.io", "versions": [gv], "preferredVersion": gv}]})
+            groups = []
+            for gvs in DISCOVERY:
+                if "/" in gvs:
+                    gv = {"groupVersion": gvs, "version": gvs.split("/")[1]}
+                    groups.append({"name": gvs.split("/")[0], "versions": [gv],
+                                   "preferredVersion": gv})
+            return self._send(200, {"kind": "APIGroupList", "apiVersion": "v1",
+                                    "groups": groups})
         if path == "/api/v1":
-            return self._send(200, {"kind": "APIResourceList", "groupVersion": "v1",
-                                    "resources": [{"name": "services", "singularName": "service",
-                                                   "namespaced": True, "kind": "Service",
-                                                   "verbs": VERBS, "shortNames": ["svc"]}]})
-        if path == "/apis/discovery.k8s.io/v1":
-            return self._send(200, {"kind": "APIResourceList",
-                                    "groupVersion": "discovery.k8s.io/v1",
-                                    "resources": [{"name": "endpointslices",
-                                                   "singularName": "endpointslice",
-                                                   "namespaced": True, "kind": "EndpointSlice",
-                                                   "verbs": VERBS}]})
+            return self._send(200, _resource_list("v1"))
+        if path.startswith("/apis/") and path[6:] in DISCOVERY:
+            return self._send(200, _resource_list(path[6:]))
         for res, (prefix, kind, list_kind, api_version) in RESOURCES.items():
             m = re.fullmatch(re.escape(prefix) + r"(?:/namespaces/([^/]+))?/" + res +
                              r"(?:/([^/]+))?", path)
