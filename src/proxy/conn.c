@@ -1332,6 +1332,9 @@ static void relay(struct conn *c)
             return;
         }
         if (!u->rd_ready) {
+            /* Waiting for the next token: hold no buffer memory meanwhile. */
+            if (u->in.len == 0)
+                buf_release(&u->in);
             ev_timer_start(c->w->loop, &u->timer, cfg(c)->stream_idle_timeout, up_timeout_cb, u);
             return;
         }
@@ -1407,6 +1410,12 @@ static void on_response_head(struct conn *c, int hl)
     if (c->is_upload)
         learn_upload(c);
     c->state = CS_RELAY;
+    if (u->sent == c->uphead.len + c->clhdr_len + c->body.len) {
+        buf_free(&c->uphead);
+        buf_free(&c->body);
+        c->clhdr_len = 0;
+        u->sent = 0;
+    }
     relay(c);
 }
 
