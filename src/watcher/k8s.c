@@ -502,6 +502,16 @@ static void http_error(struct k8s_reflector *r, struct xfer *x, CURLcode rc, lon
     fail(r, what);
 }
 
+/* managedFields and kubectl's last-applied copy can be most of an object's
+ * size and the watcher reads neither: they are dropped before storing. */
+static void slim(json_t *obj)
+{
+    json_t *md = json_object_get(obj, "metadata");
+    json_object_del(md, "managedFields");
+    json_object_del(json_object_get(md, "annotations"),
+                    "kubectl.kubernetes.io/last-applied-configuration");
+}
+
 static void start_list(struct k8s_reflector *r);
 static void start_watch(struct k8s_reflector *r);
 
@@ -543,8 +553,10 @@ static void on_list_done(struct xfer *x, CURLcode rc, long status)
     size_t i;
     json_array_foreach(items, i, it) {
         char key[512];
-        if (model_key(it, key, sizeof(key)))
+        if (model_key(it, key, sizeof(key))) {
+            slim(it);
             json_object_set(r->pending, key, it);
+        }
     }
     r->backoff.cur_ms = 0;
     if (cont != NULL && *cont) {
@@ -644,6 +656,7 @@ static bool handle_line(struct k8s_reflector *r, const char *p, size_t n)
             r->st.added++;
         else
             r->st.modified++;
+        slim(obj);
         json_object_set(r->items, key, obj);
         r->changed = true;
         log_debug("%s: %s %s rv %s", r->resource, type, key, rv ? rv : "?");

@@ -50,6 +50,7 @@ int k8s_config_incluster(struct k8s_config *c, const char *sa_dir, char *err, si
 int k8s_config_kubeconfig(struct k8s_config *c, const char *path, const char *context,
                           char *err, size_t errlen);
 
+/* Frees what the loaders allocated and zeroes <c>. */
 void k8s_config_deinit(struct k8s_config *c);
 
 /* Re-reads the token file if <force> or if it was read a minute or more
@@ -115,6 +116,7 @@ struct k8s_reflector {
  * (copied; NULL for none). */
 struct k8s_reflector *k8s_reflector_new(struct k8s_config *cfg, const char *resource,
                                         const char *path, const char *selector);
+/* Cancels its request and frees everything; NULL is a no-op. */
 void k8s_reflector_free(struct k8s_reflector *r);
 
 /* Starts whatever is due at <now_ms>: a list, a watch, a retry; reopens a

@@ -61,6 +61,7 @@ struct push {
 
 /* <token> is copied (NULL: no Authorization header). */
 void push_init(struct push *p, enum push_mode mode, const char *token);
+/* Cancels every request in flight and frees the targets and the set. */
 void push_deinit(struct push *p);
 
 /* Makes the target list equal to <urls> (array of strings, borrowed): new

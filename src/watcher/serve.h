@@ -42,6 +42,7 @@ int serve_listen(struct serve *s, const char *addr, serve_route_cb *route, void 
 unsigned serve_fds(struct serve *s, struct curl_waitfd *fds);
 /* Handles what curl_multi_poll() reported for the <n> fds from serve_fds(). */
 void serve_handle(struct serve *s, struct curl_waitfd *fds, unsigned n, int64_t now_ms);
+/* Closes the listener and every connection. */
 void serve_close(struct serve *s);
 
 #endif
