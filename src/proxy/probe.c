@@ -49,6 +49,7 @@ static void probe_end(struct probe *p, int verdict /* 1 alive, 0 dead, -1 busy *
 {
     struct worker *w = p->w;
     struct backend *b = p->b;
+    log_debug("probe %s: %s", b->spec.name, verdict == 1 ? "alive" : verdict == 0 ? "dead" : "busy");
     if (verdict >= 0)
         reg_probe_result(&w->srv->reg, b, verdict == 1, ev_now(w->loop));
     b->probing = false;
@@ -174,6 +175,7 @@ static void probe_timeout_cb(struct ev_loop *loop, struct ev_timer *t)
 
 static void probe_begin(struct worker *w, struct backend *b)
 {
+    log_debug("probe %s (in flight %u)", b->spec.name, atomic_load(&b->inflight));
     int fd = net_connect(&b->addr);
     if (fd < 0) {
         reg_probe_result(&w->srv->reg, b, false, ev_now(w->loop));
