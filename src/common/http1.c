@@ -99,7 +99,10 @@ static int request_line(const char *buf, const char *line_end, struct http1_msg 
     m->minor = minor;
     if (m->target.p[0] != '/') {
         bool star = m->target.len == 1 && m->target.p[0] == '*';
+        /* CONNECT's authority-form parses, so the caller can refuse the
+         * method itself (405) rather than call it malformed. */
         if (!(star && slice_eq_cstr(m->method, "OPTIONS")) &&
+            !slice_eq_cstr(m->method, "CONNECT") &&
             !slice_starts_with(m->target, "http://") && !slice_starts_with(m->target, "https://"))
             return fail(m, 400, "bad request target");
     }
@@ -148,6 +151,10 @@ static int check_open_head(size_t len, struct http1_msg *m, const struct http1_l
 {
     if (m->_lines == 0 && len - m->_line_start > lim->max_line)
         return fail(m, request ? 414 : 502, "request line too long");
+    /* A header line may hold max_line bytes before its CRLF; the +1 lets the
+     * CR of an unfinished line arrive before its LF. */
+    if (m->_lines > 0 && len - m->_line_start > lim->max_line + 1)
+        return fail(m, request ? 431 : 502, "header line too long");
     if (len > lim->max_head)
         return fail(m, request ? 431 : 502, "head too large");
     return 0;
@@ -376,15 +383,12 @@ static int framing(struct http1_msg *m, bool request, int bad)
         }
         const char *why = NULL;
         int st = check_transfer_encoding(te->value, &why);
-        if (st != 0) {
-            if (!request && st == 400 && !m->cl_and_te && http1_list_has(te->value, "chunked") == false) {
-                /* A response whose final coding is not chunked is delimited by close. */
-                m->framing = HTTP1_BODY_CLOSE;
-                m->keep_alive = false;
-                return 0;
-            }
+        /* A response whose final coding is not chunked would be delimited by
+         * close (RFC 9112 §6.3), but Transfer-Encoding is hop-by-hop: relayed
+         * without it, the client would get coded bytes it cannot tell are
+         * coded. A proxy refuses it: 502. */
+        if (st != 0)
             return fail(m, request ? st : 502, why);
-        }
         m->framing = HTTP1_BODY_CHUNKED;
         return 0;
     }
