@@ -449,6 +449,11 @@ int cfg_parse_args(struct cfg *c, int argc, char **argv, char *err, size_t errle
             return -1;
         }
         const char *v = eq ? eq + 1 : NULL;
+        /* A boolean takes "--flag", "--flag=off" or "--flag off". */
+        if (v == NULL && o->type == OPT_BOOL && i + 1 < argc &&
+            (strcmp(argv[i + 1], "on") == 0 || strcmp(argv[i + 1], "off") == 0 ||
+             strcmp(argv[i + 1], "true") == 0 || strcmp(argv[i + 1], "false") == 0))
+            v = argv[++i];
         if (v == NULL && o->type != OPT_BOOL && o->type != OPT_FLAG) {
             if (i + 1 >= argc) {
                 snprintf(err, errlen, "option --%s needs a value", o->name);

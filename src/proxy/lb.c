@@ -98,9 +98,22 @@ static struct backend *pick_p2c(struct backend *const *cand, unsigned n, uint64_
     if (n == 1)
         return cand[0];
     struct backend *a = pick_weighted_random(cand, n, rng);
-    struct backend *b = pick_weighted_random(cand, n, rng);
-    for (int tries = 0; b == a && tries < 4; tries++)
-        b = pick_weighted_random(cand, n, rng);
+    /* The second choice comes from the others, weighted the same way, so
+     * the load comparison always happens. */
+    uint64_t total = 0;
+    for (unsigned i = 0; i < n; i++)
+        if (cand[i] != a)
+            total += cand[i]->eff_weight;
+    uint64_t r = util_rand64(rng) % total;
+    struct backend *b = NULL;
+    for (unsigned i = 0; i < n && b == NULL; i++) {
+        if (cand[i] == a)
+            continue;
+        if (r < cand[i]->eff_weight)
+            b = cand[i];
+        else
+            r -= cand[i]->eff_weight;
+    }
     unsigned la = atomic_load_explicit(&a->inflight, memory_order_relaxed) + 1;
     unsigned lb = atomic_load_explicit(&b->inflight, memory_order_relaxed) + 1;
     return cmp_load(lb, b->eff_weight, la, a->eff_weight) < 0 ? b : a;

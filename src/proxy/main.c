@@ -114,6 +114,15 @@ int main(int argc, char **argv)
     struct server *s = &server;
     char err[512], nerr[NET_ERR_LEN];
 
+    /* Block the signals before anything can deliver them: a SIGTERM that
+     * arrives while the listeners are being set up must drain, not kill.
+     * Every thread inherits the mask; the signal thread takes them. */
+    static sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
     saved_argc = argc;
     saved_argv = argv;
     cfg_defaults(&s->cfg);
@@ -214,12 +223,6 @@ int main(int argc, char **argv)
     log_info("llamalb %s: %u workers, policy %s, %u backends, max %u connections",
              LLAMALB_VERSION, nworkers, s->cfg.policy->name, s->cfg.nbackends, s->max_conns);
 
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &set, NULL);
     pthread_t st;
     pthread_create(&st, NULL, signal_thread, &set);
     pthread_detach(st);

@@ -351,6 +351,13 @@ static bool was_tried(const struct backend *b, struct backend *const *tried, uns
     return false;
 }
 
+void reg_thread_exit(void)
+{
+    free(cand);
+    cand = NULL;
+    cand_cap = 0;
+}
+
 bool reg_serves(const struct backend *b, const char *model)
 {
     for (unsigned i = 0; i < b->spec.nmodels; i++)

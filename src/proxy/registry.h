@@ -195,6 +195,8 @@ struct reg_file {
 
 void reg_init(struct registry *r, unsigned nworkers, const struct lb_ops *policy);
 void reg_deinit(struct registry *r);
+/* Frees the calling thread's pick scratch space (at thread exit). */
+void reg_thread_exit(void);
 
 /* Validates a spec's fields and parses its address into <addr>. Returns 0
  * or -EINVAL with a message in <err> (NET_ERR_LEN bytes). */

@@ -127,13 +127,19 @@ static void drain_deadline_cb(struct ev_loop *loop, struct ev_timer *t)
         conn_close(list_entry(w->conns.next, struct conn, link));
 }
 
-static void close_listeners(struct worker *w)
+static void close_public_listener(struct worker *w)
 {
     if (w->lfd != -1) {
         ev_io_stop(w->loop, &w->lio);
         close(w->lfd);
         w->lfd = -1;
     }
+    ev_timer_stop(w->loop, &w->accept_timer);
+}
+
+static void close_listeners(struct worker *w)
+{
+    close_public_listener(w);
     if (w->afd != -1) {
         ev_io_stop(w->loop, &w->aio);
         close(w->afd);
@@ -147,7 +153,8 @@ static void start_drain(struct worker *w)
     if (w->draining)
         return;
     w->draining = true;
-    close_listeners(w);
+    /* The admin listener stays open: /metrics and /readyz show the drain. */
+    close_public_listener(w);
     probe_stop(w);
     struct list *e = w->conns.next;
     while (e != &w->conns) {
@@ -253,6 +260,7 @@ void *worker_main(void *arg)
     close_listeners(w);
     buf_free(&w->alog);
     buf_cache_drain();
+    reg_thread_exit();
     return NULL;
 }
 

@@ -441,5 +441,6 @@ int main(void)
     test_drain_and_remove();
     test_slow_start();
     buf_cache_drain();
+    reg_thread_exit();
     return done_testing();
 }
