@@ -6,9 +6,13 @@ set -euo pipefail
 B=${1:-build}
 cd "$(dirname "$0")/.."
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
-trap cleanup EXIT
 tmp=$(mktemp -d)
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
 
 start() { # name, outfile, argv...
     local out=$2; shift 2
@@ -41,7 +45,9 @@ echo "== 10 sequential chat requests"
 for i in $(seq 10); do printf '  request %2d -> %s\n' "$i" "$(ask "$i")"; done | tee "$tmp/seq"
 echo
 echo "== 10 concurrent chat requests"
-for i in $(seq 10); do ask "c$i" >"$tmp/conc.$i" & done; wait
+asks=()
+for i in $(seq 10); do ask "c$i" >"$tmp/conc.$i" & asks+=($!); done
+wait "${asks[@]}" # only the requests: a bare wait would wait for the servers too
 for i in $(seq 10); do printf '  request %2d -> %s\n' "$i" "$(cat "$tmp/conc.$i")"; done | tee "$tmp/conc"
 echo
 echo "== one streamed answer, token by token"
