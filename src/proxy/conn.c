@@ -845,9 +845,9 @@ static void fill_req(struct conn *c, struct reg_req *q)
     q->ntried = c->ntried;
 }
 
-/* After a response the balancer made itself while a request was in
- * flight (no backend, queue full or timed out, upstream failed): keep the
- * connection for the next request unless it must close. */
+/* After a response the balancer made itself (no backend, queue full or
+ * timed out, upstream failed, admin answers): keep the connection for the
+ * next request unless it must close. */
 static void finish_local_error(struct conn *c)
 {
     if (c->closed || c->state == CS_CLOSING)
@@ -1516,15 +1516,5 @@ ev_io_cb *const conn_up_io_cb = up_io_cb;
 void conn_local_done(struct conn *c)
 {
     worker_log_access(c, "-");
-    if (c->close_after) {
-        c->state = CS_CLOSING;
-        arm(c, cfg(c)->send_timeout);
-        flush(c);
-        return;
-    }
-    reset_request(c);
-    c->state = CS_HEAD;
-    flush(c);
-    if (!c->closed)
-        drive(c);
+    finish_local_error(c);
 }

@@ -327,6 +327,9 @@ static void thaw(void)
 
 /* ---------------------------------------------------------------- output */
 
+/* hyper's reason phrases (the http crate's canonical ones, "Payload Too
+ * Large" for 413, "<unknown status code>" otherwise), not llamalb's RFC 9110
+ * ones: the simulator copies the real server's bytes. */
 static const char *reason(int status)
 {
     switch (status) {
