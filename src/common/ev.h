@@ -23,6 +23,7 @@ struct ev_timer;
 #define EV_READ 0x1u  /* readable, or peer closed its side */
 #define EV_WRITE 0x2u /* writable */
 #define EV_ERROR 0x4u /* error or hang-up: the next read/write tells which */
+#define EV_RDHUP 0x8u /* the peer closed its side: reads end in EOF, read until it */
 
 typedef void ev_io_cb(struct ev_loop *loop, struct ev_io *io, unsigned events);
 typedef void ev_timer_cb(struct ev_loop *loop, struct ev_timer *t);

@@ -69,6 +69,8 @@ static int backend_poll(struct ev_loop *loop, struct ev_backend *b, int timeout_
             continue;
         if (e & (EPOLLIN | EPOLLRDHUP))
             mask |= EV_READ;
+        if (e & (EPOLLRDHUP | EPOLLHUP))
+            mask |= EV_RDHUP;
         if (e & EPOLLOUT)
             mask |= EV_WRITE;
         if (e & (EPOLLERR | EPOLLHUP))

@@ -606,6 +606,16 @@ static void body_complete(struct conn *c)
     dispatch(c);
 }
 
+/* Admin bodies are small (64 KiB, hardening.md §6), except the watcher's
+ * full-state PUT /api/services: a cluster of thousands of endpoints is
+ * megabytes of JSON. */
+static uint64_t admin_body_limit(const struct conn *c)
+{
+    if (strcmp(c->method, "PUT") == 0 && strncmp(c->path, "/api/services", 13) == 0)
+        return 16u << 20;
+    return 65536;
+}
+
 static void on_head(struct conn *c, int hl)
 {
     const struct http1_msg *m = &c->req;
@@ -652,7 +662,7 @@ static void on_head(struct conn *c, int hl)
         body_complete(c);
         return;
     }
-    if (c->admin && m->content_length > 65536) {
+    if (c->admin && m->content_length > admin_body_limit(c)) {
         conn_error(c, 413, "admin request body over 64 KiB", "invalid_request_error",
                    "body_too_large");
         return;
@@ -664,7 +674,7 @@ static void on_head(struct conn *c, int hl)
  * connection was answered with an error. */
 static bool take_body(struct conn *c)
 {
-    uint64_t max = c->admin ? 65536 : cfg(c)->limits.max_body;
+    uint64_t max = c->admin ? admin_body_limit(c) : cfg(c)->limits.max_body;
     if (c->req_framing == HTTP1_BODY_LENGTH) {
         size_t n = (size_t)MIN((uint64_t)c->in.len, c->body_left);
         if (n > 0) {
@@ -725,6 +735,11 @@ static bool read_client(struct conn *c)
             buf_commit(&c->in, (size_t)r);
             if (c->state == CS_BODY) /* idle between body reads, not absolute */
                 arm(c, cfg(c)->body_timeout);
+            /* A short read drained the socket: skip the read that would only
+             * say EAGAIN (new data raises a new edge). Unless the peer closed:
+             * then read on to the EOF, for which no edge will come. */
+            if ((size_t)r < room && !c->rdhup)
+                c->rd_ready = false;
             continue;
         }
         if (r == 0) {
@@ -811,6 +826,8 @@ void conn_io_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
         c->wr_ready = true;
     if (events & EV_READ)
         c->rd_ready = true;
+    if (events & EV_RDHUP)
+        c->rdhup = true;
     if (events & EV_WRITE) {
         flush(c);
         if (c->closed)
@@ -1339,10 +1356,13 @@ static void relay(struct conn *c)
             return;
         }
         char *p = buf_reserve(&u->in, BUF_CHUNK / 4);
-        ssize_t r = read(u->io.fd, p, buf_room(&u->in));
+        size_t room = buf_room(&u->in);
+        ssize_t r = read(u->io.fd, p, room);
         if (r > 0) {
             buf_commit(&u->in, (size_t)r);
             mark_body(c);
+            if ((size_t)r < room && !u->rdhup) /* drained: see read_client() */
+                u->rd_ready = false;
             continue;
         }
         if (r == 0) {
@@ -1454,10 +1474,13 @@ static void read_response_head(struct conn *c)
         if (!u->rd_ready)
             return;
         char *p = buf_reserve(&u->in, BUF_CHUNK / 4);
-        ssize_t r = read(u->io.fd, p, buf_room(&u->in));
+        size_t room = buf_room(&u->in);
+        ssize_t r = read(u->io.fd, p, room);
         if (r > 0) {
             buf_commit(&u->in, (size_t)r);
             u->got_bytes = true;
+            if ((size_t)r < room && !u->rdhup) /* drained: see read_client() */
+                u->rd_ready = false;
             continue;
         }
         if (r == 0 || (errno != EINTR && errno != EAGAIN)) {
@@ -1479,6 +1502,8 @@ static void up_io_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
         u->rd_ready = true;
     if (events & EV_WRITE)
         u->wr_ready = true;
+    if (events & EV_RDHUP)
+        u->rdhup = true;
     if (c == NULL) {
         /* Idle in the pool: any readiness but writable means the backend
          * closed it or sent something unasked. Either way it is done. */

@@ -116,6 +116,7 @@ struct conn {
     struct ev_io io;
     bool admin;                 /* accepted on the admin listener */
     bool rd_ready, wr_ready;    /* edge-triggered readiness not yet consumed */
+    bool rdhup;                 /* the client closed its side: read until EOF */
     bool closed;
     enum conn_state state;
     struct buf in;              /* bytes from the client not yet consumed */
@@ -192,6 +193,7 @@ struct upconn {
     struct buf in;
     struct ev_timer timer;      /* connect, response and idle deadlines */
     bool connected, rd_ready, wr_ready, reused, closed, eof;
+    bool rdhup;                 /* the backend closed its side: read until EOF */
     bool got_bytes;             /* any response byte arrived on this lease */
     size_t sent;                /* request bytes written on this lease */
     unsigned uses;

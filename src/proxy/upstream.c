@@ -60,13 +60,14 @@ void up_release(struct upconn *u, bool reuse)
     BUG_ON(u->closed);
     BUG_ON(u->c != NULL);
     struct backend_pool *pool = &u->be->pools[w->id];
-    if (reuse && u->connected && !u->eof && !atomic_load(&u->be->removed) &&
+    if (reuse && u->connected && !u->eof && !u->rdhup && !atomic_load(&u->be->removed) &&
         pool->nidle < w->srv->cfg.max_idle_per_backend) {
         buf_release(&u->in);
         u->reused = false;
         u->got_bytes = false;
         u->sent = 0;
         u->rd_ready = false;
+        u->rdhup = false;
         list_add_head(&pool->idle, &u->link);
         list_add_head(&w->idle_up, &u->wlink);
         pool->nidle++;

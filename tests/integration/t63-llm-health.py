@@ -74,8 +74,8 @@ r = s.wait()
 ev = sse_events(r.body)
 ok(r.status == 200 and ev[-1] == "[DONE]" and len(ev) == 21,
    "the stream that was running completes whole (%d events)" % len(ev))
-s = Background(p.addr, stream=True, timeout=30)
 register(p, "streamer", streamer, weight=1000)
+s = Background(p.addr, stream=True, timeout=30)
 ok(wait_for(lambda: services(p)["streamer"]["inflight"] == 1, timeout=3), "another stream starts")
 from harness import admin_request  # noqa: E402
 is_(admin_request(p, "DELETE", "/api/unregister/streamer").status, 200, "unregistered mid-stream")

@@ -12,7 +12,10 @@ from harness import chat, deadline, done, is_, lb, note, ok, request, sim
 from llm import Background, served_by, wait_metric
 
 deadline(90)
-sims = [sim("--id", "s%d" % i, "--ttft-ms", "20", name="m") for i in range(3)]
+# One token by default (fast requests); a request asking for 200 tokens takes
+# 2 s at 100 tokens/s, long enough to observe its backend busy.
+sims = [sim("--id", "s%d" % i, "--ttft-ms", "20", "--completion-tokens", "1",
+            "--tokens-per-sec", "100", name="m") for i in range(3)]
 args = []
 for i, s in enumerate(sims):
     args += ["--backend", "s%d=%s" % (i, s.addr)]
@@ -27,7 +30,8 @@ ok(len(spread) >= 2, "different sessions spread over backends (%s)" % sorted(spr
 home = served_by(chat(p.addr, headers={"X-Session-Id": "alice"}))
 slow = Background(p.addr, headers={"X-Session-Id": "alice"},
                   extra={"max_completion_tokens": 200})
-wait_metric(p, "llamalb_backend_inflight", lambda v: v >= 1, backend=home)
+busy = wait_metric(p, "llamalb_backend_inflight", lambda v: v >= 1, backend=home)
+ok(busy >= 1, "the session's backend is busy with a long request")
 other = served_by(chat(p.addr, headers={"X-Session-Id": "alice"}))
 ok(other != home, "while its backend is busy, the session is served elsewhere (%s)" % other)
 slow.wait()
