@@ -101,10 +101,15 @@ static int request_line(const char *buf, const char *line_end, struct http1_msg 
         bool star = m->target.len == 1 && m->target.p[0] == '*';
         /* CONNECT's authority-form parses, so the caller can refuse the
          * method itself (405) rather than call it malformed. */
+        size_t scheme = slice_starts_with(m->target, "http://")    ? 7
+                        : slice_starts_with(m->target, "https://") ? 8
+                                                                   : 0;
         if (!(star && slice_eq_cstr(m->method, "OPTIONS")) &&
-            !slice_eq_cstr(m->method, "CONNECT") &&
-            !slice_starts_with(m->target, "http://") && !slice_starts_with(m->target, "https://"))
+            !slice_eq_cstr(m->method, "CONNECT") && scheme == 0)
             return fail(m, 400, "bad request target");
+        /* absolute-form needs an authority: "http://" or "http:///x" is not a URI */
+        if (scheme != 0 && (m->target.len == scheme || m->target.p[scheme] == '/'))
+            return fail(m, 400, "absolute-form without authority");
     }
     if (line_end[1] != '\n')
         return fail(m, 400, "bare CR in request line");
