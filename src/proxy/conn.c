@@ -107,12 +107,35 @@ static void conn_timeout_cb(struct ev_loop *loop, struct ev_timer *t)
         finish_local_error(c);
         return;
     }
+    case CS_LINGER: /* done discarding */
+        conn_close(c);
+        return;
     default: /* the client stopped reading our response */
         log_debug("client %d: send timeout", c->io.fd);
         atomic_fetch_add(&srv(c)->stats.aborted_streams, 1);
         conn_close(c);
         return;
     }
+}
+
+static void resume_cb(struct ev_loop *loop, struct ev_timer *t)
+{
+    struct conn *c = t->data;
+    UNUSED(loop);
+    if (c->state == CS_RELAY)
+        relay(c);
+    else
+        drive(c);
+}
+
+/* Continues on the next loop iteration: after a fairness cap (other
+ * connections get their turn) or instead of recursing into the next
+ * pipelined request. Edge-triggered readiness already consumed is not lost:
+ * the zero-delay timer brings us back without a new edge. */
+static void resume_later(struct conn *c)
+{
+    if (!c->closed && !ev_timer_active(&c->resume))
+        ev_timer_start(c->w->loop, &c->resume, 0, resume_cb, c);
 }
 
 static void arm(struct conn *c, int64_t ms)
@@ -123,6 +146,10 @@ static void arm(struct conn *c, int64_t ms)
 static void arm_head_timer(struct conn *c)
 {
     int64_t now = now_ms(c);
+    if (c->out.len > 0) { /* still answering: the client must read first */
+        arm(c, cfg(c)->send_timeout);
+        return;
+    }
     if (c->in.len == 0) {
         ev_timer_at(c->w->loop, &c->timer, now + cfg(c)->keepalive_timeout, conn_timeout_cb, c);
         c->head_deadline = 0;
@@ -221,6 +248,7 @@ void conn_close(struct conn *c)
     clear_tried(c);
     uncount_model(c);
     ev_timer_stop(c->w->loop, &c->timer);
+    ev_timer_stop(c->w->loop, &c->resume);
     int fd = c->io.fd;
     ev_io_stop(c->w->loop, &c->io);
     if (fd != -1)
@@ -321,8 +349,10 @@ static void flush(struct conn *c)
                 continue;
             if (errno == EAGAIN) {
                 c->wr_ready = false;
-                /* Blocked on the client: its send deadline runs. */
-                arm(c, cfg(c)->send_timeout);
+                /* Blocked on the client: its send deadline runs (other
+                 * states keep their own deadline: queue, head, body). */
+                if (c->state == CS_RELAY || c->state == CS_CLOSING || c->state == CS_UPSTREAM)
+                    arm(c, cfg(c)->send_timeout);
                 return;
             }
             conn_close(c);
@@ -342,10 +372,21 @@ static void flush(struct conn *c)
     if (c->out.len == 0)
         buf_release(&c->out);
     if (c->state == CS_CLOSING && c->out.len == 0 && !c->closed) {
-        /* Everything said: shut down our side first so the client reads the
-         * response before it sees the close (no RST over unread data). */
+        /* Everything said. Closing now while the client's unread request
+         * bytes (a refused body, pipelined requests) sit in our receive
+         * queue would send an RST that can destroy the response before the
+         * client reads it. So: shut our side, discard what still comes for
+         * a short while, then close (nginx's lingering close). */
         shutdown(c->io.fd, SHUT_WR);
-        conn_close(c);
+        if (c->client_eof) {
+            conn_close(c);
+            return;
+        }
+        c->state = CS_LINGER;
+        buf_consume(&c->in, c->in.len);
+        arm(c, 2000);
+        c->rd_ready = true; /* drain what is already queued */
+        resume_later(c);
     }
 }
 
@@ -387,8 +428,11 @@ static void build_upstream_head(struct conn *c, const struct http1_msg *m)
     struct buf xff = {0}; /* every X-Forwarded-For line, combined in order */
     bool have_rid = false;
 
-    if (slice_starts_with(target, "http://") || slice_starts_with(target, "https://")) {
-        const char *p = memchr(target.p + 8, '/', target.len - 8);
+    size_t scheme = slice_starts_with(target, "http://")    ? 7
+                    : slice_starts_with(target, "https://") ? 8
+                                                            : 0;
+    if (scheme != 0) { /* the parser guarantees a non-empty authority */
+        const char *p = memchr(target.p + scheme, '/', target.len - scheme);
         target = p ? slice_make(p, (size_t)(target.p + target.len - p)) : SLICE_LIT("/");
     }
     buf_reserve(o, m->method.len + target.len + 256);
@@ -720,6 +764,21 @@ static bool read_client(struct conn *c)
 {
     while (c->rd_ready && !c->closed) {
         size_t limit;
+        if (c->state == CS_LINGER) {
+            char junk[4096];
+            ssize_t n = read(c->io.fd, junk, sizeof(junk));
+            if (n > 0) {
+                continue;
+            }
+            if (n == -1 && errno == EINTR)
+                continue;
+            if (n == -1 && errno == EAGAIN) {
+                c->rd_ready = false;
+                return true;
+            }
+            conn_close(c); /* EOF or error: the client is done */
+            return false;
+        }
         if (c->state == CS_HEAD)
             limit = cfg(c)->limits.max_head + 1024;
         else if (c->state == CS_BODY)
@@ -750,11 +809,15 @@ static bool read_client(struct conn *c)
                 conn_close(c);
                 return false;
             }
+            if (c->state == CS_HEAD || c->state == CS_BODY) {
+                /* A request followed by a half-close ("send, then shut
+                 * down writing"): answer what is buffered, then close. */
+                c->client_eof = true;
+                c->keep_alive = false;
+                c->close_after = true;
+                return true;
+            }
             if (c->state != CS_CLOSING) {
-                if (c->state == CS_HEAD || c->state == CS_BODY) {
-                    conn_close(c);
-                    return false;
-                }
                 log_debug("client left during response");
                 conn_close(c);
                 return false;
@@ -778,16 +841,33 @@ static bool read_client(struct conn *c)
 /* Runs the state machine as far as the buffered input allows. */
 static void drive(struct conn *c)
 {
-    for (int rounds = 0; rounds < 64 && !c->closed; rounds++) {
+    int rounds;
+    for (rounds = 0; rounds < 64 && !c->closed; rounds++) {
         if (!read_client(c))
+            return;
+        if (c->state == CS_LINGER)
             return;
         if (c->state == CS_HEAD) {
             if (c->in.len == 0) {
+                if (c->client_eof) {
+                    conn_close(c);
+                    return;
+                }
                 arm_head_timer(c);
+                break;
+            }
+            if (c->out.len >= PIPELINE_MAX) {
+                /* Answers pile up unread: parse no more until the client
+                 * reads (EV_WRITE brings us back). */
+                arm(c, cfg(c)->send_timeout);
                 break;
             }
             int hl = http1_parse_request(buf_data(&c->in), c->in.len, &c->req, &cfg(c)->limits);
             if (hl == -2) {
+                if (c->client_eof) { /* it will never be complete */
+                    conn_close(c);
+                    return;
+                }
                 arm_head_timer(c);
                 if (!c->rd_ready)
                     break;
@@ -806,6 +886,10 @@ static void drive(struct conn *c)
             if (!take_body(c))
                 return;
             if (c->state == CS_BODY) {
+                if (c->client_eof) { /* the body will never be complete */
+                    conn_close(c);
+                    return;
+                }
                 if (!c->rd_ready)
                     break;
                 continue;
@@ -814,6 +898,8 @@ static void drive(struct conn *c)
         }
         break; /* UPSTREAM / RELAY / CLOSING advance on their own events */
     }
+    if (rounds == 64 && !c->closed)
+        resume_later(c); /* fairness cap reached with work left */
     if (!c->closed)
         flush(c);
 }
@@ -878,8 +964,7 @@ static void finish_local_error(struct conn *c)
     reset_request(c);
     c->state = CS_HEAD;
     flush(c);
-    if (!c->closed)
-        drive(c);
+    resume_later(c); /* the next pipelined request, without recursing */
 }
 
 /* Starts the request on the backend in c->be: lease a pooled connection
@@ -982,7 +1067,9 @@ void conn_dequeued(struct conn *c)
 static void upstream_send(struct conn *c)
 {
     struct upconn *u = c->up;
-    size_t total = c->uphead.len + c->clhdr_len + c->body.len;
+    size_t total = c->uphead.len + c->clhdr_len + c->body.len, before = u->sent;
+    if (before == total)
+        return; /* sent already: the response deadline keeps running */
     while (u->wr_ready && u->sent < total) {
         struct iovec iov[3];
         int n = 0;
@@ -1012,7 +1099,7 @@ static void upstream_send(struct conn *c)
     }
     if (u->sent == total)
         ev_timer_start(c->w->loop, &u->timer, cfg(c)->response_timeout, up_timeout_cb, u);
-    else
+    else if (u->sent > before || before == 0)
         ev_timer_start(c->w->loop, &u->timer, cfg(c)->send_timeout, up_timeout_cb, u);
 }
 
@@ -1329,8 +1416,12 @@ static void relay(struct conn *c)
         flush(c);
         if (c->closed)
             return;
-        if (c->pass > 0 || c->out.len > 0)
-            return; /* client is slow: wait for its EV_WRITE; upstream not read */
+        if (c->pass > 0 || c->out.len > 0) {
+            /* The client is slow: wait for its EV_WRITE, read nothing more
+             * upstream. Its send deadline runs, not the backend's idle one. */
+            ev_timer_stop(c->w->loop, &u->timer);
+            return;
+        }
         if (c->resp_done) {
             if (u->in.len > 0 || (u->eof && c->resp_framing != HTTP1_BODY_CLOSE))
                 c->up_reusable = false; /* extra bytes after the message: never reuse */
@@ -1338,7 +1429,7 @@ static void relay(struct conn *c)
             return;
         }
         if (u->eof) {
-            if (c->resp_framing == HTTP1_BODY_CLOSE) {
+            if (c->resp_framing == HTTP1_BODY_CLOSE && !u->reset) {
                 c->resp_done = true;
                 c->up_reusable = false;
                 continue;
@@ -1376,9 +1467,12 @@ static void relay(struct conn *c)
             u->rd_ready = false;
             continue;
         }
-        u->eof = true;
+        u->eof = true; /* a reset: the end, but not a clean one */
+        u->reset = true;
         u->rd_ready = false;
     }
+    if (!c->closed && c->up == u && c->state == CS_RELAY)
+        resume_later(c); /* fairness cap reached with work left */
 }
 
 /* The response head is complete in u->in: decide between retry and relay. */
@@ -1419,7 +1513,11 @@ static void on_response_head(struct conn *c, int hl)
     c->ttfb_us = util_now_us() - c->t0_us;
     c->resp_framing = r->framing;
     c->resp_left = r->content_length;
-    c->up_reusable = r->keep_alive && !r->cl_and_te && r->framing != HTTP1_BODY_CLOSE;
+    /* A backend may answer before it has read the whole request (an early
+     * 413); what we did not send would prefix the next request on this
+     * connection, so such a connection is never reused. */
+    c->up_reusable = r->keep_alive && !r->cl_and_te && r->framing != HTTP1_BODY_CLOSE &&
+                     u->sent == c->uphead.len + c->clhdr_len + c->body.len;
     const struct http1_header *ct = http1_find(r, "content-type");
     c->sse = ct != NULL && ct->value.len >= 17 && memcmp(ct->value.p, "text/event-stream", 17) == 0;
     build_client_head(c, r);

@@ -100,6 +100,7 @@ enum conn_state {
     CS_UPSTREAM,  /* request dispatched, waiting for the response head */
     CS_RELAY,     /* relaying the response body */
     CS_CLOSING,   /* flushing our last bytes, then close */
+    CS_LINGER,    /* our side shut: discarding what the client still sends, then close */
 };
 
 /* Admin request details that must outlive the head parse (admin conns only). */
@@ -117,11 +118,13 @@ struct conn {
     bool admin;                 /* accepted on the admin listener */
     bool rd_ready, wr_ready;    /* edge-triggered readiness not yet consumed */
     bool rdhup;                 /* the client closed its side: read until EOF */
+    bool client_eof;            /* read EOF: answer what is buffered, then close */
     bool closed;
     enum conn_state state;
     struct buf in;              /* bytes from the client not yet consumed */
     struct buf out;             /* bytes for the client: our heads, errors, de-chunked data */
     struct ev_timer timer;      /* header, body, keep-alive and send deadlines */
+    struct ev_timer resume;     /* 0 ms: continue work cut short by a fairness cap */
     int64_t head_deadline;      /* ms: absolute deadline of the current head */
     struct net_addr peer;
 
@@ -194,6 +197,7 @@ struct upconn {
     struct ev_timer timer;      /* connect, response and idle deadlines */
     bool connected, rd_ready, wr_ready, reused, closed, eof;
     bool rdhup;                 /* the backend closed its side: read until EOF */
+    bool reset;                 /* a read failed (RST): not a clean end */
     bool got_bytes;             /* any response byte arrived on this lease */
     size_t sent;                /* request bytes written on this lease */
     unsigned uses;

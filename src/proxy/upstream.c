@@ -68,6 +68,7 @@ void up_release(struct upconn *u, bool reuse)
         u->sent = 0;
         u->rd_ready = false;
         u->rdhup = false;
+        u->reset = false;
         list_add_head(&pool->idle, &u->link);
         list_add_head(&w->idle_up, &u->wlink);
         pool->nidle++;
