@@ -619,8 +619,11 @@ static void ewma(double *v, double sample, unsigned samples)
 void reg_release(struct registry *r, struct backend *b, const struct reg_outcome *o,
                  int64_t now_ms)
 {
-    atomic_fetch_sub(&b->inflight, 1);
+    /* The slot is given back under the lock, right before the queue is
+     * kicked: a newcomer on another thread cannot take it in between and
+     * jump ahead of the waiters. */
     pthread_mutex_lock(&r->lock);
+    atomic_fetch_sub(&b->inflight, 1);
     if (o->counted) {
         struct model_stats *m = model_slot(r, o->model);
         m->errors += o->failed;
@@ -637,9 +640,13 @@ void reg_release(struct registry *r, struct backend *b, const struct reg_outcome
         b->samples++;
     }
     if (!o->failed) {
-        b->consecutive_failures = 0;
-        if (b->down_until <= now_ms)
-            b->down_for = 0;
+        /* Only a real answer proves health: a client that left, a slot
+         * given back unused or a stale-connection retry says nothing. */
+        if (o->counted) {
+            b->consecutive_failures = 0;
+            if (b->down_until <= now_ms)
+                b->down_for = 0;
+        }
     } else if (r->eject_after != 0 && ++b->consecutive_failures >= r->eject_after &&
                b->down_until <= now_ms) {
         b->down_for = b->down_for ? MIN(b->down_for * 2, r->eject_max_ms) : r->eject_base_ms;
