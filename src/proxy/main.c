@@ -225,11 +225,13 @@ int main(int argc, char **argv)
 
     pthread_t st;
     pthread_create(&st, NULL, signal_thread, &set);
-    pthread_detach(st);
     for (unsigned i = 0; i < nworkers; i++)
         pthread_create(&s->workers[i].thread, NULL, worker_main, &s->workers[i]);
     for (unsigned i = 0; i < nworkers; i++)
         pthread_join(s->workers[i].thread, NULL);
+    /* No signal may reach reload()/drain once the loops are gone. */
+    pthread_cancel(st);
+    pthread_join(st, NULL);
     for (unsigned i = 0; i < nworkers; i++)
         worker_free(&s->workers[i]);
     free(s->workers);

@@ -37,7 +37,8 @@ struct probe {
     bool connected;
 };
 
-static struct list probes = {&probes, &probes}; /* worker 0 only */
+static struct list probes = {&probes, &probes};       /* worker 0 only */
+static struct list graveyard = {&graveyard, &graveyard}; /* ended, freed before sleep */
 static struct ev_timer tick;
 static struct worker *probe_worker;
 
@@ -63,7 +64,18 @@ static void probe_end(struct probe *p, int verdict /* 1 alive, 0 dead, -1 busy *
     list_del(&p->link);
     buf_free(&p->in);
     backend_unref(b);
-    free(p);
+    /* Freed before sleep, not here: an event for this probe may still be in
+     * the batch being dispatched (probe_stop runs from another callback). */
+    list_add_tail(&graveyard, &p->link);
+}
+
+void probe_reap(void)
+{
+    while (!list_empty(&graveyard)) {
+        struct probe *p = list_entry(graveyard.next, struct probe, link);
+        list_del(&p->link);
+        free(p);
+    }
 }
 
 /* Reads data[].id from an OpenAI model list. */

@@ -10,5 +10,7 @@ struct worker;
 void probe_start(struct worker *w);
 /* Stops it and closes probes in flight. */
 void probe_stop(struct worker *w);
+/* Frees ended probes (before-sleep hook of the probing worker). */
+void probe_reap(void);
 
 #endif

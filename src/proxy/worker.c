@@ -198,6 +198,8 @@ static void before_sleep(struct ev_loop *loop, void *data)
         list_del(&u->link);
         up_free(u);
     }
+    if (w->id == 0)
+        probe_reap();
     if (w->alog.len > 0)
         flush_access_log(w);
     if (w->draining && w->nconns == 0) {
