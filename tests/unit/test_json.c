@@ -11,33 +11,12 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "../guard.h"
 #include "../tap.h"
 #include "buf.h"
 #include "json.h"
 #include "util.h"
 
-static char *guard_end;
-static size_t guard_cap;
-
-static void guard_init(size_t cap)
-{
-    size_t pg = (size_t)sysconf(_SC_PAGESIZE);
-    size_t n = (cap + pg - 1) / pg * pg;
-    char *m = mmap(NULL, n + pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    BUG_ON(m == MAP_FAILED);
-    BUG_ON(mprotect(m + n, pg, PROT_NONE) != 0);
-    guard_end = m + n;
-    guard_cap = n;
-}
-
-static const char *at_guard(const char *p, size_t len)
-{
-    BUG_ON(len > guard_cap);
-    char *d = guard_end - len;
-    if (len > 0)
-        memmove(d, p, len);
-    return d;
-}
 
 #define MAXTOK 4096
 static struct json_tok toks[MAXTOK];
