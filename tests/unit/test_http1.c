@@ -14,6 +14,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "../fuzz/fuzz_http1.h"
 #include "../guard.h"
 #include "../tap.h"
 #include "http1.h"
@@ -42,59 +43,14 @@ static size_t random_cuts(size_t len, size_t *cuts, size_t max)
 /* ---------------------------------------------------------------- head feeding
  *
  * A parse result is summarised right after the parse (the slices point into
- * the guard area, which the next feed overwrites), and summaries compared. */
-
-struct summary {
-    int rc, error;
-    int framing, minor, status;
-    uint64_t content_length;
-    bool keep_alive, expect_continue, cl_and_te;
-    unsigned nheaders;
-    uint64_t hash; /* FNV-1a over method, target, reason, names and values */
-    char method[32], target[64];
-};
-
-static uint64_t fnv(uint64_t h, struct slice s)
-{
-    for (size_t i = 0; i < s.len; i++)
-        h = (h ^ (unsigned char)s.p[i]) * 0x100000001b3ULL;
-    return (h ^ 0xff) * 0x100000001b3ULL; /* separator */
-}
-
-static void summarise(struct summary *s, int rc, const struct http1_msg *m)
-{
-    memset(s, 0, sizeof(*s));
-    s->rc = rc;
-    if (rc == -1)
-        s->error = m->error;
-    if (rc <= 0)
-        return;
-    s->framing = (int)m->framing;
-    s->minor = m->minor;
-    s->status = m->status;
-    s->content_length = m->content_length;
-    s->keep_alive = m->keep_alive;
-    s->expect_continue = m->expect_continue;
-    s->cl_and_te = m->cl_and_te;
-    s->nheaders = m->nheaders;
-    uint64_t h = 0xcbf29ce484222325ULL;
-    h = fnv(h, m->method);
-    h = fnv(h, m->target);
-    h = fnv(h, m->reason);
-    for (unsigned i = 0; i < m->nheaders; i++) {
-        h = fnv(h, m->headers[i].name);
-        h = fnv(h, m->headers[i].value);
-    }
-    s->hash = h;
-    snprintf(s->method, sizeof(s->method), "%.*s", (int)m->method.len, m->method.p);
-    snprintf(s->target, sizeof(s->target), "%.*s", (int)m->target.len, m->target.p);
-}
+ * the guard area, which the next feed overwrites), and summaries compared,
+ * with the fuzzers' own summary (tests/fuzz/fuzz_http1.h). */
 
 static struct http1_header hdrs[HTTP1_MAX_HEADERS];
 
 /* Feeds growing prefixes ending at <cuts>, then the whole input, to one msg. */
 static void feed(bool request, bool head, const char *raw, size_t len, const size_t *cuts,
-                 size_t ncuts, const struct http1_limits *lim, struct summary *out)
+                 size_t ncuts, const struct http1_limits *lim, struct fuzz_summary *out)
 {
     struct http1_msg m;
     memset(&m, 0, sizeof(m));
@@ -108,22 +64,14 @@ static void feed(bool request, bool head, const char *raw, size_t len, const siz
         if (rc != -2 || n == len)
             break;
     }
-    summarise(out, rc, &m);
+    fuzz_summarise(out, rc, &m);
 }
 
-static bool same(const struct summary *a, const struct summary *b)
-{
-    return a->rc == b->rc && a->error == b->error && a->framing == b->framing &&
-           a->minor == b->minor && a->status == b->status &&
-           a->content_length == b->content_length && a->keep_alive == b->keep_alive &&
-           a->expect_continue == b->expect_continue && a->cl_and_te == b->cl_and_te &&
-           a->nheaders == b->nheaders && a->hash == b->hash;
-}
 
 /* Parses <raw> whole, byte by byte and in 8 random splits. Returns the whole
  * result in <*whole> and false (with a note) if any feeding disagrees. */
 static bool parse_all_ways(bool request, bool head, const char *raw, size_t len,
-                           const struct http1_limits *lim, struct summary *whole)
+                           const struct http1_limits *lim, struct fuzz_summary *whole)
 {
     static size_t *cuts;
     static size_t ncap;
@@ -132,11 +80,11 @@ static bool parse_all_ways(bool request, bool head, const char *raw, size_t len,
         cuts = xrealloc(cuts, ncap * sizeof(*cuts));
     }
     feed(request, head, raw, len, NULL, 0, lim, whole);
-    struct summary s;
+    struct fuzz_summary s;
     for (size_t i = 0; i + 1 < len; i++)
         cuts[i] = i + 1;
     feed(request, head, raw, len, cuts, len ? len - 1 : 0, lim, &s);
-    if (!same(whole, &s)) {
+    if (!fuzz_same(whole, &s)) {
         note("  byte by byte: rc %d error %d; whole: rc %d error %d", s.rc, s.error, whole->rc,
              whole->error);
         return false;
@@ -144,7 +92,7 @@ static bool parse_all_ways(bool request, bool head, const char *raw, size_t len,
     for (int r = 0; r < 8; r++) {
         size_t n = random_cuts(len, cuts, 6);
         feed(request, head, raw, len, cuts, n, lim, &s);
-        if (!same(whole, &s)) {
+        if (!fuzz_same(whole, &s)) {
             note("  random split %d: rc %d error %d; whole: rc %d error %d", r, s.rc, s.error,
                  whole->rc, whole->error);
             return false;
@@ -169,7 +117,7 @@ static size_t head_len(const char *raw, size_t len)
 static void check(int line, bool request, bool head, const char *raw, size_t len, int want,
                   int framing, long long cl, const char *why, const struct http1_limits *lim)
 {
-    struct summary w;
+    struct fuzz_summary w;
     bool agree = parse_all_ways(request, head, raw, len, lim, &w);
     bool good;
     if (want == ACCEPT)
@@ -474,7 +422,7 @@ static void test_keep_alive(void)
          true, true},
     };
     for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
-        struct summary w;
+        struct fuzz_summary w;
         bool agree = parse_all_ways(true, false, cases[i].raw, strlen(cases[i].raw),
                                     &http1_default_limits, &w);
         ok(agree && w.rc > 0 && w.keep_alive == cases[i].keep_alive &&
@@ -518,7 +466,7 @@ static void test_te_obfuscation(void)
                 raw[len++] = (char)c;
                 len += (size_t)snprintf(raw + len, sizeof(raw) - len, "%s", pc + 2);
                 len += (size_t)snprintf(raw + len, sizeof(raw) - len, "\r\n\r\n0\r\n\r\n");
-                struct summary w;
+                struct fuzz_summary w;
                 bool agree = parse_all_ways(true, false, raw, len, &http1_default_limits, &w);
                 int want_framing; /* -1: must be rejected with 400 */
                 if (p == 0 && ows)
@@ -793,7 +741,7 @@ static void test_response_table(void)
 {
     for (size_t i = 0; i < ARRAY_SIZE(resp_cases); i++) {
         const struct resp_case *c = &resp_cases[i];
-        struct summary w;
+        struct fuzz_summary w;
         bool agree = parse_all_ways(false, c->head, c->raw, c->len, &http1_default_limits, &w);
         bool good;
         if (c->want == ACCEPT)
