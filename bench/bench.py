@@ -3,7 +3,7 @@
 """llamalb against nginx and HAProxy (measurements 1-7 of the bench issue).
 
 Run by bench/run.sh (which builds the binaries, compiles bench/sse_load.c and
-raises the fd limit); usage: bench/bench.py BUILD_DIR OUT_BASENAME [--quick]
+raises the fd limit); usage: bench/bench.py BUILD_DIR OUT_BASENAME [--quick] [--only 1,3,...]
 
 Pinning: every proxy on CPU 0; the backends (llamalb-sim), the load generators
 (wrk, sse_load) and this script on CPU 1. "direct" is the load generator talking
@@ -29,6 +29,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 BUILD = os.path.abspath(sys.argv[1]) if len(sys.argv) > 1 else os.path.join(HERE, "..", "build-bench")
 OUT = sys.argv[2] if len(sys.argv) > 2 else None
 QUICK = "--quick" in sys.argv
+# --only 1,3,6: run just those measurements (no summary table); for work on one figure.
+ONLY = set(sys.argv[sys.argv.index("--only") + 1].split(",")) if "--only" in sys.argv else None
 os.environ["LLAMALB_BUILD"] = BUILD
 sys.path.insert(0, HERE)
 import llm_sched  # noqa: E402  (its helpers: start, stop, free_port, wait_port)
@@ -908,6 +910,12 @@ def main():
         "access_log off; haproxy nbthread 1, http-reuse always, option http-no-delay, timeouts set "
         "(no logs); backends llamalb-sim --slots 100000 --ttft-ms 0")
     try:
+        if ONLY:
+            steps = {"1": m1_small, "2": m2_stream, "3": m3_memory, "4": lambda: m4_route(m1_small()),
+                     "5": m5_sched, "6": m6_registry, "7": m7_footprint}
+            for k in sorted(ONLY):
+                steps[k]()
+            return
         m1 = m1_small()
         m2 = m2_stream()
         m3 = m3_memory()

@@ -6,7 +6,9 @@
 # bench/results/YYYY-MM-DDTHHMMSS.{txt,json}. Loopback only; proxies on CPU 0,
 # backends and load generators on CPU 1; every process is stopped by its PID.
 #
-#   bench/run.sh [--quick]     (--quick: 1 repetition, 1-second runs, 500 streams)
+#   bench/run.sh [--quick] [--only 1,3,...]
+#       --quick: 1 repetition, 1-second runs, 500 streams
+#       --only:  just those measurements, no summary and no results file
 set -eu
 cd "$(dirname "$0")/.."
 B=build-bench
