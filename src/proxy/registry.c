@@ -579,36 +579,70 @@ bool reg_has_alternative(struct registry *r, const struct reg_req *q, int64_t no
     return n > 0;
 }
 
-/* The stats slot of <model>; caller holds the lock. */
+static const char *model_key(const char *model)
+{
+    return model == NULL || model[0] == '\0' ? "(none)" : model;
+}
+
+/* The published stats slot <key> counts under, or NULL when it needs a new
+ * one. Needs no lock: slots are only appended, each filled in before
+ * nmodel_stats publishes it. Once the table has no room for another name,
+ * unseen names count under "(other)". */
+static struct model_stats *model_find(struct registry *r, const char *key)
+{
+    unsigned n = atomic_load_explicit(&r->nmodel_stats, memory_order_acquire);
+    for (unsigned i = 0; i < n; i++)
+        if (strcmp(r->models[i].name, key) == 0)
+            return &r->models[i];
+    if (n >= REG_MAX_MODEL_STATS - 1)
+        for (unsigned i = 0; i < n; i++)
+            if (strcmp(r->models[i].name, "(other)") == 0)
+                return &r->models[i];
+    return NULL;
+}
+
+/* The stats slot of <model>, appended if new; caller holds the lock (the
+ * only writer). The last slot is kept for "(other)", so the table never
+ * overflows however many names clients send. */
 static struct model_stats *model_slot(struct registry *r, const char *model)
 {
-    if (model == NULL || model[0] == '\0')
-        model = "(none)";
-    for (unsigned i = 0; i < r->nmodel_stats; i++)
-        if (strcmp(r->models[i].name, model) == 0)
-            return &r->models[i];
-    if (r->nmodel_stats == REG_MAX_MODEL_STATS - 1)
-        model = "(other)";
-    for (unsigned i = 0; i < r->nmodel_stats; i++)
-        if (strcmp(r->models[i].name, model) == 0)
-            return &r->models[i];
-    struct model_stats *m = &r->models[r->nmodel_stats++];
+    const char *key = model_key(model);
+    struct model_stats *m = model_find(r, key);
+    if (m != NULL)
+        return m;
+    unsigned n = atomic_load_explicit(&r->nmodel_stats, memory_order_relaxed);
+    BUG_ON(n >= REG_MAX_MODEL_STATS); /* model_find returns "(other)" by then */
+    if (n == REG_MAX_MODEL_STATS - 1)
+        key = "(other)";
+    m = &r->models[n];
     memset(m, 0, sizeof(*m));
-    snprintf(m->name, sizeof(m->name), "%s", model);
+    atomic_init(&m->requests, 0);
+    atomic_init(&m->inflight, 0);
+    snprintf(m->name, sizeof(m->name), "%s", key);
+    atomic_store_explicit(&r->nmodel_stats, n + 1, memory_order_release);
     return m;
 }
 
 void reg_model_inflight(struct registry *r, const char *model, int delta)
 {
-    pthread_mutex_lock(&r->lock);
-    struct model_stats *m = model_slot(r, model);
-    if (delta > 0) {
-        m->inflight++;
-        m->requests++;
-    } else if (m->inflight > 0) {
-        m->inflight--;
+    /* Every request comes here twice: the lock is only for a new name. */
+    struct model_stats *m = model_find(r, model_key(model));
+    if (m == NULL) {
+        pthread_mutex_lock(&r->lock);
+        m = model_slot(r, model);
+        pthread_mutex_unlock(&r->lock);
     }
-    pthread_mutex_unlock(&r->lock);
+    if (delta > 0) {
+        atomic_fetch_add_explicit(&m->requests, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&m->inflight, 1, memory_order_relaxed);
+        return;
+    }
+    /* Never below zero, as before: a stray -1 must not wrap the gauge. */
+    unsigned v = atomic_load_explicit(&m->inflight, memory_order_relaxed);
+    while (v > 0 && !atomic_compare_exchange_weak_explicit(&m->inflight, &v, v - 1,
+                                                           memory_order_relaxed,
+                                                           memory_order_relaxed))
+        ;
 }
 
 static void ewma(double *v, double sample, unsigned samples)
@@ -911,8 +945,9 @@ void reg_dump_metrics(struct registry *r, struct buf *out, int64_t now_ms)
     for (unsigned k = 0; k < ARRAY_SIZE(mm); k++) {
         buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", mm[k].name, mm[k].help, mm[k].name,
                    mm[k].type);
-        for (unsigned i = 0; i < r->nmodel_stats; i++) {
-            const struct model_stats *m = &r->models[i];
+        unsigned nms = atomic_load_explicit(&r->nmodel_stats, memory_order_acquire);
+        for (unsigned i = 0; i < nms; i++) {
+            struct model_stats *m = &r->models[i];
             char label[260];
             size_t o = 0;
             for (const char *p = m->name; *p && o < sizeof(label) - 3; p++) {
@@ -929,9 +964,9 @@ void reg_dump_metrics(struct registry *r, struct buf *out, int64_t now_ms)
                     waiting += strcmp(wm, m->name) == 0;
                 }
             }
-            double v = k == 0   ? (double)m->requests
+            double v = k == 0   ? (double)atomic_load(&m->requests)
                        : k == 1 ? (double)m->errors
-                       : k == 2 ? (double)m->inflight
+                       : k == 2 ? (double)atomic_load(&m->inflight)
                        : k == 3 ? (double)m->queued
                        : k == 4 ? (double)m->queue_wait_us / 1e6
                        : k == 5 ? (double)waiting

@@ -6,7 +6,8 @@
  * (smooth-WRR current weights, health). A pick is a few hundred
  * nanoseconds of work under it, once per request, so a fancier scheme is
  * not worth its bugs at two to sixteen workers. In-flight counts and
- * statistics are atomics, readable without the lock.
+ * statistics are atomics, readable without the lock; so are the per-model
+ * request and in-flight counts, which every request moves twice.
  *
  * Lifetime: a backend is reference-counted. The registry holds one
  * reference while the backend is in the set; every request and every pooled
@@ -150,14 +151,18 @@ struct reg_outcome {
     bool counted;               /* a finished request (not a give-back of an unused slot) */
 };
 
-/* Per-model counters (requested model names), guarded by the registry lock.
- * Bounded: past REG_MAX_MODEL_STATS names, the rest count under "other". */
+/* Per-model counters (requested model names). Bounded: past
+ * REG_MAX_MODEL_STATS - 1 names, the rest count under "(other)". A slot's
+ * name is written before the slot is published (nmodel_stats, release) and
+ * never changes, so a lookup needs no lock; the counters every request
+ * moves are atomics, the rest are guarded by the registry lock. */
 #define REG_MAX_MODEL_STATS 128
 struct model_stats {
     char name[128];
-    uint64_t requests, errors, events, queued;
+    atomic_uint_fast64_t requests;   /* lock-free */
+    atomic_uint inflight;            /* lock-free */
+    uint64_t errors, events, queued; /* registry lock */
     uint64_t ttft_us_sum, ttft_count, queue_wait_us;
-    unsigned inflight;
 };
 
 struct registry {
@@ -181,7 +186,7 @@ struct registry {
     atomic_uint_fast64_t queued_total, queue_timeouts, queue_rejects;
     atomic_uint_fast64_t queue_wait_us;
     struct model_stats models[REG_MAX_MODEL_STATS];
-    unsigned nmodel_stats;
+    atomic_uint nmodel_stats;  /* slots published (written under the lock) */
     /* uploaded files: id -> backend name (bounded, oldest forgotten first) */
     struct reg_file *files;
     unsigned nfiles, files_head;
@@ -275,7 +280,8 @@ void backend_unref(struct backend *b);
 
 /* Appends the set as the JSON array GET /api/services answers. */
 void reg_dump_json(struct registry *r, struct buf *out, int64_t now_ms);
-/* Counts a request for <model> entering (+1) or leaving (-1) flight. */
+/* Counts a request for <model> entering (+1) or leaving (-1) flight. Takes
+ * the registry lock only the first time a model name is seen. */
 void reg_model_inflight(struct registry *r, const char *model, int delta);
 /* Appends the per-backend and per-model Prometheus metrics. */
 void reg_dump_metrics(struct registry *r, struct buf *out, int64_t now_ms);
