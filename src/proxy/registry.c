@@ -1,5 +1,8 @@
 /* SPDX-License-Identifier: MIT
- * The shared backend set: specs, validation, updates, picks, health. */
+ * The shared backend set: specs, validation, updates, picks, health.
+ * Picks go through a pick index derived from the set (see "pick index"
+ * below and registry.h) so that a pin or a model route does not scan the
+ * whole set. */
 #include <errno.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -40,6 +43,8 @@ void backend_unref(struct backend *b)
     free(b);
 }
 
+static void ix_free(struct reg_index *ix);
+
 void reg_deinit(struct registry *r)
 {
     for (unsigned i = 0; i < r->n; i++) {
@@ -48,8 +53,10 @@ void reg_deinit(struct registry *r)
     }
     free(r->v);
     free(r->files);
+    ix_free(r->ix);
     r->v = NULL;
     r->files = NULL;
+    r->ix = NULL;
     r->n = r->cap = 0;
     pthread_mutex_destroy(&r->lock);
 }
@@ -338,6 +345,171 @@ unsigned reg_count(struct registry *r)
     return n;
 }
 
+/* ---------------------------------------------------------------- pick index */
+
+/* What a pick needs so as not to scan the whole set: running weight totals
+ * (a draw in proportion to weight is a binary search), backends by name (a
+ * pinned request) and backends by model (a routed request). Every list is
+ * in set order, so a scan of a model's list meets its backends in the
+ * order a scan of the whole set would, and small-set picks stay exactly
+ * what they were. The index depends only on names, weights and model
+ * lists; it is rebuilt on the first pick after <version> moves, and what
+ * changes between two versions (health, caps, load, slow start) is read
+ * live at every pick. Guarded by the registry lock. */
+struct ix_model {
+    const char *name;      /* into a backend's spec or probed list (valid for this version) */
+    unsigned first, n;     /* its slice of members[] and member_cum[] */
+    unsigned last;         /* while building: v index + 1 of the last backend counted */
+};
+
+struct reg_index {
+    uint64_t built;        /* r->version + 1 it was built for; 0 = never */
+    uint64_t *cum;         /* cum[i] = weight of v[0] + ... + v[i] */
+    unsigned *by_name;     /* open addressing on the name: v index + 1, 0 = empty */
+    unsigned name_mask;
+    struct ix_model *models; /* every distinct served model, by first appearance */
+    unsigned nmodels;
+    unsigned *by_model;    /* open addressing on the model name: models index + 1 */
+    unsigned model_mask;
+    unsigned *members;     /* each model's backends (v indices), in set order */
+    uint64_t *member_cum;  /* running weight totals within each model's slice */
+};
+
+static void ix_free(struct reg_index *ix)
+{
+    if (ix == NULL)
+        return;
+    free(ix->cum);
+    free(ix->by_name);
+    free(ix->models);
+    free(ix->by_model);
+    free(ix->members);
+    free(ix->member_cum);
+    free(ix);
+}
+
+static uint64_t str_hash(const char *s)
+{
+    uint64_t h = 0xcbf29ce484222325ULL; /* FNV-1a */
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 0x100000001b3ULL;
+    return h;
+}
+
+/* A power of two at least twice <n>: open-addressed tables stay at most
+ * half full, so probes stay short. */
+static unsigned table_size(unsigned n)
+{
+    unsigned size = 16;
+    while (size < 2 * n)
+        size *= 2;
+    return size;
+}
+
+/* The models <b> serves as reg_serves() sees them: its own list, or the
+ * probed one when it has none. Returns the count, the list in <*list>. */
+static unsigned served(const struct backend *b, const char (**list)[128])
+{
+    *list = b->spec.nmodels ? b->spec.models : b->probed_models;
+    return b->spec.nmodels ? b->spec.nmodels : b->nprobed;
+}
+
+/* The model table's cell for <name>: holding its models index + 1, or the
+ * empty cell (0) where it would go. */
+static unsigned *model_cell(const struct reg_index *ix, const char *name)
+{
+    for (unsigned h = (unsigned)str_hash(name) & ix->model_mask;; h = (h + 1) & ix->model_mask)
+        if (ix->by_model[h] == 0 || strcmp(ix->models[ix->by_model[h] - 1].name, name) == 0)
+            return &ix->by_model[h];
+}
+
+static struct reg_index *ix_build(const struct registry *r)
+{
+    struct reg_index *ix = xcalloc(1, sizeof(*ix));
+    ix->cum = xmalloc((r->n ? r->n : 1) * sizeof(*ix->cum));
+    ix->name_mask = table_size(r->n) - 1;
+    ix->by_name = xcalloc(ix->name_mask + 1, sizeof(*ix->by_name));
+    uint64_t total = 0;
+    unsigned entries = 0;
+    for (unsigned i = 0; i < r->n; i++) {
+        const struct backend *b = r->v[i];
+        const char(*list)[128];
+        total += b->spec.weight;
+        ix->cum[i] = total;
+        entries += served(b, &list);
+        unsigned h = (unsigned)str_hash(b->spec.name) & ix->name_mask;
+        while (ix->by_name[h] != 0) /* names are unique in the set */
+            h = (h + 1) & ix->name_mask;
+        ix->by_name[h] = i + 1;
+    }
+
+    /* Models: count each model's backends (a backend listing a model twice
+     * counts once), lay the slices out, then fill them in set order. */
+    ix->model_mask = table_size(entries) - 1;
+    ix->by_model = xcalloc(ix->model_mask + 1, sizeof(*ix->by_model));
+    ix->models = xmalloc((entries ? entries : 1) * sizeof(*ix->models));
+    for (unsigned i = 0; i < r->n; i++) {
+        const char(*list)[128];
+        unsigned nm = served(r->v[i], &list);
+        for (unsigned k = 0; k < nm; k++) {
+            unsigned *cell = model_cell(ix, list[k]);
+            if (*cell == 0) {
+                ix->models[ix->nmodels] = (struct ix_model){.name = list[k]};
+                *cell = ++ix->nmodels;
+            }
+            struct ix_model *m = &ix->models[*cell - 1];
+            if (m->last != i + 1) {
+                m->last = i + 1;
+                m->n++;
+            }
+        }
+    }
+    unsigned at = 0;
+    for (unsigned m = 0; m < ix->nmodels; m++) {
+        ix->models[m].first = at;
+        at += ix->models[m].n;
+        ix->models[m].n = 0;
+        ix->models[m].last = 0;
+    }
+    ix->members = xmalloc((at ? at : 1) * sizeof(*ix->members));
+    ix->member_cum = xmalloc((at ? at : 1) * sizeof(*ix->member_cum));
+    for (unsigned i = 0; i < r->n; i++) {
+        const char(*list)[128];
+        unsigned nm = served(r->v[i], &list);
+        for (unsigned k = 0; k < nm; k++) {
+            struct ix_model *m = &ix->models[*model_cell(ix, list[k]) - 1];
+            if (m->last == i + 1)
+                continue;
+            m->last = i + 1;
+            unsigned j = m->first + m->n++;
+            ix->members[j] = i;
+            ix->member_cum[j] = (m->n > 1 ? ix->member_cum[j - 1] : 0) + r->v[i]->spec.weight;
+        }
+    }
+    ix->built = atomic_load(&r->version) + 1;
+    return ix;
+}
+
+/* The index for the set as it is now. Lock held. */
+static const struct reg_index *ix_get(struct registry *r)
+{
+    if (r->ix == NULL || r->ix->built != atomic_load(&r->version) + 1) {
+        ix_free(r->ix);
+        r->ix = ix_build(r);
+    }
+    return r->ix;
+}
+
+/* The v index of the backend named <name>, or -1. */
+static int ix_find_name(const struct registry *r, const struct reg_index *ix, const char *name)
+{
+    for (unsigned h = (unsigned)str_hash(name) & ix->name_mask; ix->by_name[h] != 0;
+         h = (h + 1) & ix->name_mask)
+        if (strcmp(r->v[ix->by_name[h] - 1]->spec.name, name) == 0)
+            return (int)ix->by_name[h] - 1;
+    return -1;
+}
+
 /* ---------------------------------------------------------------- picking */
 
 /* Candidate scratch space per thread, grown as the set grows. */
@@ -384,39 +556,83 @@ static uint64_t effective_weight(const struct registry *r, const struct backend 
     return w ? w : 1;
 }
 
-/* Which backends may take request <q>: weight > 0, not tried, serving the
- * model (or any, for unknown models), the pinned one only if pinned. Counts
+/* The backends a request may go to before health, caps and tries are
+ * looked at: the pinned one, those serving its model, or the whole set.
+ * Indices into r->v in set order, with running weight totals for draws. */
+struct scope {
+    const unsigned *idx;   /* NULL: r->v[0..n) itself */
+    const uint64_t *cum;   /* cum[k]: weights of the first k + 1 */
+    unsigned n;
+    unsigned one;          /* a pinned backend's index (idx points here) */
+    uint64_t one_cum;
+};
+
+static struct backend *scope_at(const struct registry *r, const struct scope *s, unsigned k)
+{
+    return r->v[s->idx ? s->idx[k] : k];
+}
+
+/* Fills <s> for request <q>: the pinned backend if it is in the set with
+ * a weight; else, if some backend with a weight serves the model, those
+ * serving it; else every backend, or -1 when unknown models are refused.
+ * Lock held; <s> is valid until the lock is released. */
+static int scope_of(struct registry *r, const struct reg_req *q, struct scope *s)
+{
+    const struct reg_index *ix = ix_get(r);
+    if (q->pin != NULL) {
+        int i = ix_find_name(r, ix, q->pin);
+        if (i >= 0 && r->v[i]->spec.weight > 0) {
+            s->one = (unsigned)i;
+            s->one_cum = r->v[i]->spec.weight;
+            s->idx = &s->one;
+            s->cum = &s->one_cum;
+            s->n = 1;
+            return 0;
+        }
+    }
+    if (q->model != NULL && q->model[0] != '\0') {
+        unsigned cell = ix->nmodels ? *model_cell(ix, q->model) : 0;
+        if (cell != 0) {
+            const struct ix_model *m = &ix->models[cell - 1];
+            /* Served only by drained backends counts as not served. */
+            if (ix->member_cum[m->first + m->n - 1] > 0) {
+                s->idx = &ix->members[m->first];
+                s->cum = &ix->member_cum[m->first];
+                s->n = m->n;
+                return 0;
+            }
+        }
+        if (r->reject_unknown_model)
+            return -1;
+    }
+    s->idx = NULL;
+    s->cum = ix->cum;
+    s->n = r->n;
+    return 0;
+}
+
+static bool at_cap(const struct backend *b)
+{
+    return b->cap != 0 && atomic_load_explicit(&b->inflight, memory_order_relaxed) >= b->cap;
+}
+
+/* Which backends of <s> may take request <q>: weight > 0, not tried. Counts
  * in <*full> those that qualify but are at their cap. Ejected backends
  * count only when no other qualifies: ejection never empties the pool.
- * Caller holds the lock. Returns the count, or -1 for an unknown model that
- * must be refused. */
-static int candidates(struct registry *r, const struct reg_req *q, int64_t now, unsigned *full)
+ * Caller holds the lock. Returns the count; the list is in cand[]. */
+static unsigned candidates(struct registry *r, const struct reg_req *q, const struct scope *s,
+                           int64_t now, unsigned *full)
 {
-    if (cand_cap < r->n) {
-        cand_cap = r->n < 64 ? 64 : r->n;
+    if (cand_cap < s->n) {
+        cand_cap = s->n < 64 ? 64 : s->n;
         cand = xrealloc(cand, cand_cap * sizeof(*cand));
-    }
-    bool by_model = false, pinned = false;
-    if (q->pin != NULL) {
-        for (unsigned i = 0; i < r->n && !pinned; i++)
-            pinned = r->v[i]->spec.weight > 0 && strcmp(r->v[i]->spec.name, q->pin) == 0;
-    }
-    if (!pinned && q->model != NULL && q->model[0] != '\0') {
-        for (unsigned i = 0; i < r->n && !by_model; i++)
-            by_model = r->v[i]->spec.weight > 0 && reg_serves(r->v[i], q->model);
-        if (!by_model && r->reject_unknown_model)
-            return -1;
     }
     unsigned n = 0, ejected = 0;
     *full = 0;
     for (int pass = 0; pass < 2 && n == 0; pass++) {
-        for (unsigned i = 0; i < r->n; i++) {
-            struct backend *b = r->v[i];
+        for (unsigned k = 0; k < s->n; k++) {
+            struct backend *b = scope_at(r, s, k);
             if (b->spec.weight == 0 || was_tried(b, q->tried, q->ntried))
-                continue;
-            if (pinned && strcmp(b->spec.name, q->pin) != 0)
-                continue;
-            if (by_model && !reg_serves(b, q->model))
                 continue;
             bool down = b->down_until > now;
             if (pass == 0 && down) {
@@ -425,8 +641,7 @@ static int candidates(struct registry *r, const struct reg_req *q, int64_t now, 
             }
             if (pass == 1 && !down)
                 continue;
-            if (b->cap != 0 &&
-                atomic_load_explicit(&b->inflight, memory_order_relaxed) >= b->cap) {
+            if (at_cap(b)) {
                 (*full)++;
                 continue;
             }
@@ -436,7 +651,7 @@ static int candidates(struct registry *r, const struct reg_req *q, int64_t now, 
         if (ejected == 0 || *full > 0)
             break;
     }
-    return (int)n;
+    return n;
 }
 
 /* Rendezvous hashing: the candidate with the highest hash of (key, name)
@@ -465,19 +680,19 @@ static struct backend *pick_affinity(struct backend *const *c, unsigned n, uint6
 static enum reg_pick_rc pick_locked(struct registry *r, const struct reg_req *q, uint64_t *rng,
                                     int64_t now, struct backend **out, const char **why)
 {
-    unsigned full = 0;
-    int n = candidates(r, q, now, &full);
-    if (n < 0)
+    struct scope s;
+    if (scope_of(r, q, &s) != 0)
         return REG_NO_MODEL;
+    unsigned full = 0, n = candidates(r, q, &s, now, &full);
     if (n == 0)
         return full > 0 ? REG_QUEUED : REG_NONE;
     struct backend *b;
     if (q->affinity != 0) {
-        b = pick_affinity(cand, (unsigned)n, q->affinity);
+        b = pick_affinity(cand, n, q->affinity);
         if (why)
             *why = "session affinity";
     } else {
-        b = r->policy->pick(cand, (unsigned)n, rng);
+        b = r->policy->pick(cand, n, rng);
         if (why)
             *why = q->pin ? "file pinned" : q->model ? "model route + policy" : "policy";
     }
@@ -572,11 +787,14 @@ void reg_kick(struct registry *r, int64_t now_ms)
 
 bool reg_has_alternative(struct registry *r, const struct reg_req *q, int64_t now_ms)
 {
+    struct scope s;
     unsigned full = 0;
+    bool any = false;
     pthread_mutex_lock(&r->lock);
-    int n = candidates(r, q, now_ms, &full);
+    if (scope_of(r, q, &s) == 0)
+        any = candidates(r, q, &s, now_ms, &full) > 0;
     pthread_mutex_unlock(&r->lock);
-    return n > 0;
+    return any;
 }
 
 static const char *model_key(const char *model)

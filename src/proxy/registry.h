@@ -9,6 +9,12 @@
  * statistics are atomics, readable without the lock; so are the per-model
  * request and in-flight counts, which every request moves twice.
  *
+ * Scale: a pick must not cost O(backends) when the set is large (the
+ * admin API takes up to REG_MAX_BACKENDS). A pick index derived from the
+ * set (running weight totals, backends by name and by model) is rebuilt on
+ * the first pick after a change of <version>; with it, a pinned request
+ * looks at one backend and a routed one only at the model's backends.
+ *
  * Lifetime: a backend is reference-counted. The registry holds one
  * reference while the backend is in the set; every request and every pooled
  * upstream connection holds one more. Removing a backend (unregister, a PUT
@@ -165,6 +171,8 @@ struct model_stats {
     uint64_t ttft_us_sum, ttft_count, queue_wait_us;
 };
 
+struct reg_index;
+
 struct registry {
     pthread_mutex_t lock;
     struct backend **v;        /* the current set, in insertion order */
@@ -172,7 +180,8 @@ struct registry {
     unsigned nworkers;
     const struct lb_ops *policy;
     uint64_t generation;       /* last PUT /api/services generation */
-    atomic_uint_fast64_t version; /* bumps on every change (workers prune pools) */
+    atomic_uint_fast64_t version; /* bumps on every change (workers prune pools,
+                                     the pick index is rebuilt) */
     /* passive health settings */
     unsigned eject_after;      /* consecutive failures; 0 = never eject */
     int64_t eject_base_ms, eject_max_ms;
@@ -187,6 +196,7 @@ struct registry {
     atomic_uint_fast64_t queue_wait_us;
     struct model_stats models[REG_MAX_MODEL_STATS];
     atomic_uint nmodel_stats;  /* slots published (written under the lock) */
+    struct reg_index *ix;      /* pick index (registry.c), rebuilt when <version> moves */
     /* uploaded files: id -> backend name (bounded, oldest forgotten first) */
     struct reg_file *files;
     unsigned nfiles, files_head;
