@@ -1,8 +1,7 @@
 /* SPDX-License-Identifier: MIT
  * The shared backend set: specs, validation, updates, picks, health.
  * Picks go through a pick index derived from the set (see "pick index"
- * below and registry.h) so that a pin or a model route does not scan the
- * whole set. */
+ * below and registry.h) so that their cost does not grow with the set. */
 #include <errno.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -654,6 +653,47 @@ static unsigned candidates(struct registry *r, const struct reg_req *q, const st
     return n;
 }
 
+/* Draws a large-set pick makes before it gives up and scans: on average
+ * enough for LB_MAX_DRAWS eligible backends when half of the set is
+ * eligible, and for least's 8 when a quarter is. */
+#define REG_DRAW_TRIES (2 * LB_MAX_DRAWS)
+
+/* Draws up to <want> distinct backends of <s> that candidates() would list
+ * in its first pass (weight > 0, not tried, not ejected, under their cap),
+ * each in proportion to its effective weight: a draw lands on a backend in
+ * proportion to its configured weight, and one in slow start is kept with
+ * probability effective / configured. So the first draw is distributed
+ * exactly like a weighted-random pick from the full candidate list, and
+ * each next one like a pick from the rest. Gives up after REG_DRAW_TRIES
+ * draws. Lock held. Returns how many it found, in <out>. */
+static unsigned draw(struct registry *r, const struct reg_req *q, const struct scope *s,
+                     int64_t now, unsigned want, uint64_t *rng, struct backend **out)
+{
+    uint64_t total = s->n ? s->cum[s->n - 1] : 0;
+    unsigned got = 0;
+    for (unsigned t = 0; t < REG_DRAW_TRIES && got < want && total > 0; t++) {
+        uint64_t x = util_rand64(rng) % total;
+        unsigned lo = 0, hi = s->n - 1; /* the first k with cum[k] > x */
+        while (lo < hi) {
+            unsigned mid = lo + (hi - lo) / 2;
+            if (s->cum[mid] > x)
+                hi = mid;
+            else
+                lo = mid + 1;
+        }
+        struct backend *b = scope_at(r, s, lo);
+        if (b->spec.weight == 0 || b->down_until > now || at_cap(b) ||
+            was_tried(b, q->tried, q->ntried) || was_tried(b, out, got))
+            continue;
+        uint64_t ew = effective_weight(r, b, now), w = (uint64_t)b->spec.weight * 1000;
+        if (ew < w && util_rand64(rng) % w >= ew)
+            continue;
+        b->eff_weight = ew;
+        out[got++] = b;
+    }
+    return got;
+}
+
 /* Rendezvous hashing: the candidate with the highest hash of (key, name)
  * keeps a session while it is eligible; candidates() already left out
  * backends at their cap, which bounds the load a hot session can pile on. */
@@ -676,26 +716,36 @@ static struct backend *pick_affinity(struct backend *const *c, unsigned n, uint6
     return best;
 }
 
-/* Picks among the candidates of <q>; caller holds the lock. */
+/* Picks for <q>; caller holds the lock. On a large scope the policy
+ * chooses among a few drawn backends (lb.h); when none of the draws is
+ * eligible, or the policy or session affinity needs every candidate, it
+ * chooses from the full candidate list, so a request is queued or refused
+ * only when no backend can take it. */
 static enum reg_pick_rc pick_locked(struct registry *r, const struct reg_req *q, uint64_t *rng,
                                     int64_t now, struct backend **out, const char **why)
 {
     struct scope s;
     if (scope_of(r, q, &s) != 0)
         return REG_NO_MODEL;
-    unsigned full = 0, n = candidates(r, q, &s, now, &full);
-    if (n == 0)
-        return full > 0 ? REG_QUEUED : REG_NONE;
-    struct backend *b;
-    if (q->affinity != 0) {
-        b = pick_affinity(cand, n, q->affinity);
-        if (why)
-            *why = "session affinity";
-    } else {
-        b = r->policy->pick(cand, n, rng);
-        if (why)
-            *why = q->pin ? "file pinned" : q->model ? "model route + policy" : "policy";
+    const struct lb_ops *p = r->policy;
+    struct backend *b = NULL;
+    if (q->affinity == 0 && p->draws > 0 && s.n > LB_SCAN_MAX) {
+        struct backend *drawn[LB_MAX_DRAWS];
+        unsigned nd = draw(r, q, &s, now, MIN(p->draws, LB_MAX_DRAWS), rng, drawn);
+        if (nd > 0)
+            b = p->pick_drawn(drawn, nd, rng);
     }
+    if (b == NULL) {
+        unsigned full = 0, n = candidates(r, q, &s, now, &full);
+        if (n == 0)
+            return full > 0 ? REG_QUEUED : REG_NONE;
+        b = q->affinity != 0 ? pick_affinity(cand, n, q->affinity) : p->pick(cand, n, rng);
+    }
+    if (why)
+        *why = q->affinity != 0 ? "session affinity"
+               : q->pin         ? "file pinned"
+               : q->model       ? "model route + policy"
+                                : "policy";
     atomic_fetch_add(&b->inflight, 1);
     backend_ref(b);
     *out = b;
@@ -788,11 +838,13 @@ void reg_kick(struct registry *r, int64_t now_ms)
 bool reg_has_alternative(struct registry *r, const struct reg_req *q, int64_t now_ms)
 {
     struct scope s;
+    struct backend *one;
     unsigned full = 0;
     bool any = false;
     pthread_mutex_lock(&r->lock);
     if (scope_of(r, q, &s) == 0)
-        any = candidates(r, q, &s, now_ms, &full) > 0;
+        any = (s.n > LB_SCAN_MAX && draw(r, q, &s, now_ms, 1, &r->rng, &one) > 0) ||
+              candidates(r, q, &s, now_ms, &full) > 0;
     pthread_mutex_unlock(&r->lock);
     return any;
 }

@@ -13,7 +13,12 @@
  * admin API takes up to REG_MAX_BACKENDS). A pick index derived from the
  * set (running weight totals, backends by name and by model) is rebuilt on
  * the first pick after a change of <version>; with it, a pinned request
- * looks at one backend and a routed one only at the model's backends.
+ * looks at one backend and a routed one only at the model's backends. Up
+ * to LB_SCAN_MAX backends in play, the policy sees every eligible one,
+ * exactly as always; past it, random, p2c and least choose among a few
+ * backends drawn in proportion to weight (O(log n) each), falling back to
+ * the full scan when no draw is eligible (lb.c). wrr and session affinity
+ * still scan every backend in play.
  *
  * Lifetime: a backend is reference-counted. The registry holds one
  * reference while the backend is in the set; every request and every pooled

@@ -1,8 +1,11 @@
 /* SPDX-License-Identifier: MIT
- * Registry properties at scale: the pick index follows every change of the
- * set (add, remove, weight, models, PUT); routes, pins and affinity keep
- * their meaning over hundreds of backends; and the per-model counters,
- * which no longer take the lock, stay bounded. */
+ * Registry picks on large sets (more than LB_SCAN_MAX backends in play),
+ * where policies choose among backends drawn in proportion to weight:
+ * only eligible backends come out (weight, ejection, caps, tries, models,
+ * pins), the full-scan fallback finds the one free backend among full
+ * ones, weights are followed, and every change to the set (add, remove,
+ * weight, models, PUT) reaches the pick index. Also the per-model counters,
+ * which no longer take the lock and must stay bounded. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +17,8 @@
 #include "util.h"
 
 #define NOW 1000 /* ms: the clock every pick here runs at */
+
+static const struct lb_ops *const sampled[] = {&lb_random, &lb_p2c, &lb_least};
 
 static struct backend_spec spec(unsigned i, unsigned weight, unsigned cap)
 {
@@ -59,6 +64,231 @@ static void done_with(struct registry *r, struct backend *b)
 
 /* b<i>'s number, from its name. */
 static unsigned num(const struct backend *b) { return (unsigned)atoi(b->spec.name + 1); }
+
+/* Marks a backend full without a request: the registry only compares
+ * inflight with the cap. Undone by unfill() before the registry goes. */
+static void make_full(struct backend *b) { atomic_store(&b->inflight, b->cap); }
+static void unfill(struct registry *r)
+{
+    for (unsigned i = 0; i < r->n; i++)
+        atomic_store(&r->v[i]->inflight, 0);
+}
+
+/* 400 backends, a fifth of them in each disqualifying state; every pick,
+ * under every sampled policy, must be one of the rest. */
+static void test_only_eligible(void)
+{
+    for (size_t p = 0; p < ARRAY_SIZE(sampled); p++) {
+        struct registry r;
+        uint64_t rng = 101 + p;
+        reg_init(&r, 1, sampled[p]);
+        for (unsigned i = 0; i < 400; i++) {
+            struct backend_spec s = spec(i, i % 5 == 0 ? 0 : 1 + i % 3, 1);
+            upsert(&r, &s);
+        }
+        struct backend *tried[REG_MAX_TRIES];
+        unsigned ntried = 0;
+        for (unsigned i = 0; i < 400; i++) {
+            struct backend *b = r.v[i];
+            if (i % 5 == 1)
+                b->down_until = NOW + 30000; /* ejected */
+            else if (i % 5 == 2)
+                make_full(b);
+            else if (i % 5 == 3 && ntried < REG_MAX_TRIES)
+                tried[ntried++] = b;
+        }
+        struct reg_req q = {.tried = tried, .ntried = ntried};
+        bool good = true;
+        unsigned picked = 0;
+        for (int k = 0; k < 2000; k++) {
+            struct backend *b = pick(&r, &q, &rng);
+            if (b == NULL)
+                continue;
+            picked++;
+            unsigned i = num(b);
+            for (unsigned t = 0; t < ntried; t++)
+                good &= b != tried[t];
+            good &= i % 5 != 0 && i % 5 != 1 && i % 5 != 2;
+            done_with(&r, b);
+        }
+        is_int(picked, 2000, "%s: every pick on 400 backends succeeds", sampled[p]->name);
+        ok(good, "%s: none drained, ejected, full or tried", sampled[p]->name);
+        unfill(&r);
+        reg_deinit(&r);
+    }
+}
+
+/* Caps of 1 everywhere and all but one backend busy: draws almost never
+ * land on the free one, so the pick must come from the full scan. */
+static void test_fallback_finds_the_free_one(void)
+{
+    const struct lb_ops *all[] = {&lb_random, &lb_p2c, &lb_least, &lb_wrr};
+    for (size_t p = 0; p < ARRAY_SIZE(all); p++) {
+        struct registry r;
+        uint64_t rng = 201 + p;
+        reg_init(&r, 1, all[p]);
+        fill(&r, 1000, 1);
+        for (unsigned i = 0; i < 1000; i++)
+            if (i != 777)
+                make_full(r.v[i]);
+        struct reg_req q = {0};
+        bool found = true;
+        for (int k = 0; k < 50; k++) {
+            struct backend *b = pick(&r, &q, &rng);
+            found &= b != NULL && num(b) == 777;
+            if (b != NULL)
+                done_with(&r, b);
+        }
+        ok(found, "%s: 999 of 1000 full, every pick finds b777", all[p]->name);
+        ok(reg_has_alternative(&r, &q, NOW), "%s: and reg_has_alternative sees it",
+           all[p]->name);
+        make_full(r.v[777]);
+        struct backend *none = NULL;
+        is_int(reg_pick(&r, &q, &rng, NOW, NULL, &none, NULL), REG_QUEUE_FULL,
+               "%s: all full and no waiter: refused, not picked", all[p]->name);
+        ok(!reg_has_alternative(&r, &q, NOW), "%s: and no alternative", all[p]->name);
+        unfill(&r);
+        reg_deinit(&r);
+    }
+
+    /* The same behind a model route and a tried list. */
+    struct registry r;
+    uint64_t rng = 211;
+    reg_init(&r, 1, &lb_least);
+    for (unsigned i = 0; i < 600; i++) {
+        struct backend_spec s = spec(i, 1, 1);
+        if (i % 3 == 0) {
+            s.nmodels = 1;
+            strcpy(s.models[0], "m");
+        }
+        upsert(&r, &s);
+    }
+    struct backend *tried[2] = {r.v[3], r.v[6]};
+    for (unsigned i = 0; i < 600; i++)
+        if (i != 3 && i != 6 && i != 444)
+            make_full(r.v[i]);
+    struct reg_req q = {.model = "m", .tried = tried, .ntried = 2};
+    struct backend *b = pick(&r, &q, &rng);
+    ok(b != NULL && num(b) == 444, "model route: the one free, untried server of m is found");
+    if (b != NULL)
+        done_with(&r, b);
+    unfill(&r);
+    reg_deinit(&r);
+}
+
+/* What a full scan gives, with every backend idle, for a backend of
+ * weight class <c> (50 backends of weight c + 1, c = 0..3): random picks
+ * in proportion to weight; p2c draws a in proportion to weight, then b from
+ * the others, and the lower load per weight wins: the heavier, ties to a. */
+static double full_scan_share(const struct lb_ops *p, unsigned c)
+{
+    const double total = 50 * (1 + 2 + 3 + 4);
+    if (p == &lb_random)
+        return 50 * (c + 1) / total;
+    double share = 0;
+    for (unsigned ca = 0; ca < 4; ca++)
+        for (unsigned cb = 0; cb < 4; cb++) {
+            double pa = 50 * (ca + 1) / total;
+            double pb = (50 * (cb + 1) - (cb == ca ? ca + 1 : 0)) / (total - (ca + 1));
+            share += (MAX(ca, cb) == c) * pa * pb;
+        }
+    return share;
+}
+
+/* random and p2c over 200 idle backends of weights 1 to 4 choose as a
+ * full scan would: 40,000 picks, shares within 10 % of the exact ones. */
+static void test_weights_followed(void)
+{
+    const struct lb_ops *pol[] = {&lb_random, &lb_p2c};
+    for (size_t p = 0; p < ARRAY_SIZE(pol); p++) {
+        struct registry r;
+        uint64_t rng = 301 + p;
+        reg_init(&r, 1, pol[p]);
+        for (unsigned i = 0; i < 200; i++) {
+            struct backend_spec s = spec(i, 1 + i % 4, 0);
+            upsert(&r, &s);
+        }
+        unsigned by_class[4] = {0};
+        struct reg_req q = {0};
+        for (int k = 0; k < 40000; k++) {
+            struct backend *b = pick(&r, &q, &rng);
+            by_class[num(b) % 4]++;
+            done_with(&r, b);
+        }
+        bool close = true;
+        for (unsigned c = 0; c < 4; c++) {
+            double share = by_class[c] / 40000.0, want = full_scan_share(pol[p], c);
+            close &= share > want * 0.9 && share < want * 1.1;
+            note("%s: weight %u class got %.3f (full scan: %.3f)", pol[p]->name, c + 1, share,
+                 want);
+        }
+        ok(close, "%s: picks over 200 backends of weights 1-4 match a full scan's (+-10%%)",
+           pol[p]->name);
+        reg_deinit(&r);
+    }
+
+    /* least with requests held: the sample keeps every backend near the
+     * least load instead of piling onto a few. */
+    struct registry r;
+    uint64_t rng = 311;
+    reg_init(&r, 1, &lb_least);
+    fill(&r, 200, 0);
+    struct reg_req q = {0};
+    static struct backend *held[1000];
+    for (int k = 0; k < 1000; k++)
+        held[k] = pick(&r, &q, &rng);
+    unsigned most = 0;
+    for (unsigned i = 0; i < 200; i++)
+        most = MAX(most, atomic_load(&r.v[i]->inflight));
+    ok(most <= 8, "least: 1000 held requests on 200 backends, at most %u on one (mean 5)", most);
+    for (int k = 0; k < 1000; k++)
+        done_with(&r, held[k]);
+    reg_deinit(&r);
+
+    /* Slow start thins a new backend's draws as it does its share. */
+    reg_init(&r, 1, &lb_random);
+    r.slow_start_ms = 10000;
+    fill(&r, 200, 0);
+    int64_t now = util_now_ms();
+    for (unsigned i = 0; i < 100; i++)
+        r.v[i]->ramp_start = now - 60000; /* b0..b99 joined long ago */
+    unsigned fresh = 0;
+    for (int k = 0; k < 20000; k++) {
+        struct backend *b = NULL;
+        reg_pick(&r, &q, &rng, now, NULL, &b, NULL);
+        fresh += num(b) >= 100;
+        done_with(&r, b);
+    }
+    /* 100 at 10 % of their weight beside 100 at 100 %: 10 / 110. */
+    double share = fresh / 20000.0;
+    ok(share > 0.06 && share < 0.13, "random: 100 backends in slow start get %.3f (want 0.09)",
+       share);
+    reg_deinit(&r);
+}
+
+/* wrr is not sampled: its exact interleave survives on large sets. */
+static void test_wrr_stays_exact(void)
+{
+    struct registry r;
+    uint64_t rng = 401;
+    reg_init(&r, 1, &lb_wrr);
+    for (unsigned i = 0; i < 100; i++) {
+        struct backend_spec s = spec(i, i % 2 ? 1 : 3, 0);
+        upsert(&r, &s);
+    }
+    unsigned count[100] = {0};
+    struct reg_req q = {0};
+    for (int k = 0; k < 2000; k++) { /* ten rounds of the total weight, 200 */
+        struct backend *b = pick(&r, &q, &rng);
+        count[num(b)]++;
+        done_with(&r, b);
+    }
+    bool exact = true;
+    for (unsigned i = 0; i < 100; i++)
+        exact &= count[i] == (i % 2 ? 10u : 30u);
+    ok(exact, "wrr over 100 backends gives each exactly its weight's share");
+    reg_deinit(&r);
+}
 
 /* Every kind of change must reach the index: it is only rebuilt when the
  * registry's version moves. */
@@ -262,6 +492,10 @@ static void test_model_counters(void)
 
 int main(void)
 {
+    test_only_eligible();
+    test_fallback_finds_the_free_one();
+    test_weights_followed();
+    test_wrr_stays_exact();
     test_updates_reach_the_index();
     test_routes_on_large_sets();
     test_model_counters();
