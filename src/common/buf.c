@@ -100,6 +100,12 @@ void buf_append_str(struct buf *b, const char *s)
     buf_append(b, s, strlen(s));
 }
 
+void buf_append_u64(struct buf *b, uint64_t v)
+{
+    char d[UTIL_U64_DIGITS];
+    buf_append(b, d, util_fmt_u64(d, v));
+}
+
 void buf_printf(struct buf *b, const char *fmt, ...)
 {
     va_list ap;

@@ -78,7 +78,19 @@ void net_addr_host(const struct net_addr *a, char *out, size_t outlen)
     if (a->ss.ss_family == AF_INET6)
         inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)&a->ss)->sin6_addr, out,
                   (socklen_t)outlen);
-    else if (a->ss.ss_family == AF_INET)
+    else if (a->ss.ss_family == AF_INET && outlen >= INET_ADDRSTRLEN) {
+        /* Formatted here, not by inet_ntop: glibc's goes through sprintf, and
+         * this runs for every proxied request (X-Forwarded-For). */
+        const unsigned char *q =
+            (const unsigned char *)&((const struct sockaddr_in *)&a->ss)->sin_addr;
+        size_t n = 0;
+        for (int i = 0; i < 4; i++) {
+            if (i > 0)
+                out[n++] = '.';
+            n += util_fmt_u64(out + n, q[i]);
+        }
+        out[n] = '\0';
+    } else if (a->ss.ss_family == AF_INET)
         inet_ntop(AF_INET, &((const struct sockaddr_in *)&a->ss)->sin_addr, out,
                   (socklen_t)outlen);
     else

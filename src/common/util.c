@@ -80,6 +80,19 @@ int64_t util_wall_s(void)
     return (int64_t)time(NULL);
 }
 
+size_t util_fmt_u64(char out[UTIL_U64_DIGITS], uint64_t v)
+{
+    char tmp[UTIL_U64_DIGITS];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    for (size_t i = 0; i < n; i++)
+        out[i] = tmp[n - 1 - i];
+    return n;
+}
+
 int util_parse_u64(const char *s, size_t len, uint64_t min, uint64_t max, uint64_t *out)
 {
     uint64_t v = 0;
