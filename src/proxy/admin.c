@@ -46,9 +46,9 @@ static bool authorized(struct conn *c)
     const char *tok = c->w->srv->cfg.admin_token;
     if (tok[0] == '\0')
         return true; /* loopback admin without a token (main.c refuses anything else) */
-    if (c->ar == NULL || !c->ar->has_auth || strncmp(c->ar->auth, "Bearer ", 7) != 0)
+    if (c->x->ar == NULL || !c->x->ar->has_auth || strncmp(c->x->ar->auth, "Bearer ", 7) != 0)
         return false;
-    const char *given = c->ar->auth + 7;
+    const char *given = c->x->ar->auth + 7;
     return util_ct_equal(given, strlen(given), tok, strlen(tok));
 }
 
@@ -143,15 +143,15 @@ static const char *parse_service(struct conn *c, const char *js, const struct js
 /* Parses the JSON body. Returns the token count or answers 400 and -1. */
 static int parse_body(struct conn *c, struct json_tok **toks)
 {
-    if (c->body.len == 0) {
+    if (c->x->body.len == 0) {
         jerr(c, 400, "a JSON body is required", "invalid_json");
         return -1;
     }
     /* Every token but the first takes at least two bytes (itself and a
      * separator), so this many always suffice: no fixed cap to outgrow. */
-    unsigned max = (unsigned)(c->body.len / 2 + 2);
+    unsigned max = (unsigned)(c->x->body.len / 2 + 2);
     *toks = xmalloc(max * sizeof(**toks));
-    int n = json_parse(buf_data(&c->body), c->body.len, *toks, max);
+    int n = json_parse(buf_data(&c->x->body), c->x->body.len, *toks, max);
     if (n < 0) {
         jerr(c, 400, n == -E2BIG ? "JSON body has too many values" : "malformed JSON body",
              "invalid_json");
@@ -175,7 +175,7 @@ static void do_register(struct conn *c)
     char err[NET_ERR_LEN];
     if (parse_body(c, &t) < 0)
         goto out;
-    const char *bad = parse_service(c, buf_data(&c->body), t, 0, &sp, err);
+    const char *bad = parse_service(c, buf_data(&c->x->body), t, 0, &sp, err);
     if (bad != NULL) {
         jerr(c, 400, bad, "invalid_service");
         goto out;
@@ -199,7 +199,7 @@ static void do_put_services(struct conn *c)
     int64_t gen = 0;
     if (parse_body(c, &t) < 0)
         goto out;
-    const char *js = buf_data(&c->body);
+    const char *js = buf_data(&c->x->body);
     int g = json_get(js, t, 0, "generation"), sv = json_get(js, t, 0, "services");
     if (t[0].type != JSON_OBJECT || sv < 0 || t[sv].type != JSON_ARRAY) {
         jerr(c, 400, "body must be {\"generation\":N,\"services\":[...]}", "invalid_json");
@@ -311,20 +311,20 @@ static void do_metrics(struct conn *c)
 
 static bool method_is(const struct conn *c, const char *m)
 {
-    return strcmp(c->method, m) == 0;
+    return strcmp(c->x->method, m) == 0;
 }
 
 void admin_handle(struct conn *c)
 {
     struct server *s = c->w->srv;
-    const char *path = c->path;
+    const char *path = c->x->path;
     const char *q = strchr(path, '?');
     size_t plen = q ? (size_t)(q - path) : strlen(path);
-    char p[sizeof(c->path)];
+    char p[sizeof(c->x->path)];
     memcpy(p, path, plen);
     p[plen] = '\0';
 
-    if (strlen(c->path) >= sizeof(c->path) - 1) {
+    if (strlen(c->x->path) >= sizeof(c->x->path) - 1) {
         /* Truncated: acting on a prefix could unregister another service. */
         jerr(c, 414, "request target too long", "uri_too_long");
         goto done;
@@ -355,7 +355,7 @@ void admin_handle(struct conn *c)
         }
         char peer[NET_ADDRSTR_LEN];
         net_addr_str(&c->peer, peer, sizeof(peer));
-        log_warn("admin %s: %s %s refused: bad or missing token", peer, c->method, p);
+        log_warn("admin %s: %s %s refused: bad or missing token", peer, c->x->method, p);
         jerr(c, 401, "missing or invalid bearer token", "unauthorized");
         goto done;
     }
@@ -368,12 +368,12 @@ void admin_handle(struct conn *c)
         goto done;
     }
     bool mutating = !method_is(c, "GET") && !method_is(c, "HEAD");
-    if (mutating && c->ar != NULL && c->ar->has_origin) {
+    if (mutating && c->x->ar != NULL && c->x->ar->has_origin) {
         /* Browsers send Origin on cross-site POSTs: refuse CSRF outright. */
         jerr(c, 403, "requests carrying an Origin header are refused", "forbidden");
         goto done;
     }
-    if (mutating && c->body.len > 0 && (c->ar == NULL || !c->ar->json_ctype)) {
+    if (mutating && c->x->body.len > 0 && (c->x->ar == NULL || !c->x->ar->json_ctype)) {
         jerr(c, 415, "Content-Type must be application/json", "unsupported_media_type");
         goto done;
     }

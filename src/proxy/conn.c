@@ -94,9 +94,9 @@ static void conn_timeout_cb(struct ev_loop *loop, struct ev_timer *t)
                    "request_timeout");
         return;
     case CS_QUEUED: {
-        struct backend *b = reg_cancel_wait(&srv(c)->reg, &c->waiter);
+        struct backend *b = reg_cancel_wait(&srv(c)->reg, &c->x->waiter);
         if (b != NULL) { /* handed a slot in the same instant: use it */
-            c->waiter.assigned = b;
+            c->x->waiter.assigned = b;
             conn_dequeued(c);
             return;
         }
@@ -160,6 +160,40 @@ static void arm_head_timer(struct conn *c)
     }
 }
 
+/* ================================================================ exchanges */
+
+/* Gives <c> a fresh exchange for the request whose bytes just arrived. The
+ * worker keeps a few released ones so a busy keep-alive connection does not
+ * go through malloc for every request. */
+static struct exchange *exchange_new(struct conn *c)
+{
+    struct worker *w = c->w;
+    struct exchange *x = w->nxcache > 0 ? w->xcache[--w->nxcache] : xmalloc(sizeof(*x));
+    memset(x, 0, sizeof(*x));
+    x->c = c;
+    c->x = x;
+    return x;
+}
+
+/* Releases the exchange of a connection with no request in progress (idle
+ * between requests, or freed): reset_request() or conn_close() already
+ * dropped its references to backends and upstream connections. */
+static void exchange_put(struct conn *c)
+{
+    struct exchange *x = c->x;
+    struct worker *w = c->w;
+    if (x == NULL)
+        return;
+    c->x = NULL;
+    buf_free(&x->uphead);
+    buf_free(&x->body);
+    free(x->ar);
+    if (w->nxcache < ARRAY_SIZE(w->xcache))
+        w->xcache[w->nxcache++] = x;
+    else
+        free(x);
+}
+
 /* ================================================================ lifecycle */
 
 void conn_accept(struct worker *w, int fd, const struct net_addr *peer, bool admin)
@@ -194,23 +228,23 @@ void conn_accept(struct worker *w, int fd, const struct net_addr *peer, bool adm
  * response makes it useless) and the backend slot released. */
 static void drop_upstream(struct conn *c, bool failed)
 {
-    if (c->up != NULL) {
-        c->up->c = NULL;
-        up_release(c->up, false);
-        c->up = NULL;
+    if (c->x->up != NULL) {
+        c->x->up->c = NULL;
+        up_release(c->x->up, false);
+        c->x->up = NULL;
     }
-    if (c->be != NULL) {
-        struct reg_outcome o = {.failed = failed, .model = c->model, .counted = failed};
-        reg_release(&srv(c)->reg, c->be, &o, now_ms(c));
-        backend_unref(c->be);
-        c->be = NULL;
+    if (c->x->be != NULL) {
+        struct reg_outcome o = {.failed = failed, .model = c->x->model, .counted = failed};
+        reg_release(&srv(c)->reg, c->x->be, &o, now_ms(c));
+        backend_unref(c->x->be);
+        c->x->be = NULL;
     }
 }
 
 /* Leaves the gateway queue; a slot handed over meanwhile goes back. */
 static void leave_queue(struct conn *c)
 {
-    struct backend *b = reg_cancel_wait(&srv(c)->reg, &c->waiter);
+    struct backend *b = reg_cancel_wait(&srv(c)->reg, &c->x->waiter);
     if (b != NULL) {
         struct reg_outcome o = {0};
         reg_release(&srv(c)->reg, b, &o, now_ms(c));
@@ -220,17 +254,19 @@ static void leave_queue(struct conn *c)
 
 static void uncount_model(struct conn *c)
 {
-    if (c->model_counted) {
-        reg_model_inflight(&srv(c)->reg, c->model, -1);
-        c->model_counted = false;
+    if (c->x != NULL && c->x->model_counted) {
+        reg_model_inflight(&srv(c)->reg, c->x->model, -1);
+        c->x->model_counted = false;
     }
 }
 
 static void clear_tried(struct conn *c)
 {
-    for (unsigned i = 0; i < c->ntried; i++)
-        backend_unref(c->tried[i]);
-    c->ntried = 0;
+    if (c->x == NULL)
+        return;
+    for (unsigned i = 0; i < c->x->ntried; i++)
+        backend_unref(c->x->tried[i]);
+    c->x->ntried = 0;
 }
 
 void conn_close(struct conn *c)
@@ -241,7 +277,7 @@ void conn_close(struct conn *c)
     if (c->state == CS_QUEUED)
         leave_queue(c);
     if (c->state == CS_UPSTREAM || c->state == CS_RELAY) {
-        if (!c->resp_done)
+        if (!c->x->resp_done)
             atomic_fetch_add(&srv(c)->stats.aborted_streams, 1);
         drop_upstream(c, false);
     }
@@ -265,9 +301,7 @@ void conn_free(struct conn *c)
 {
     buf_free(&c->in);
     buf_free(&c->out);
-    buf_free(&c->uphead);
-    buf_free(&c->body);
-    free(c->ar);
+    exchange_put(c);
     free(c);
 }
 
@@ -295,9 +329,9 @@ void conn_respond(struct conn *c, int status, const char *ctype, const char *bod
     if (extra_headers != NULL)
         buf_append_str(o, extra_headers);
     if (close_conn)
-        buf_append_str(o, "Connection: close\r\n");
+        buf_append_lit(o, "Connection: close\r\n");
     else if (c->minor == 0)
-        buf_append_str(o, "Connection: keep-alive\r\n");
+        buf_append_lit(o, "Connection: keep-alive\r\n");
     buf_append(o, "\r\n", 2);
     if (!c->is_head)
         buf_append(o, body, len);
@@ -339,8 +373,8 @@ static void flush(struct conn *c)
         int n = 0;
         if (c->out.len > 0)
             iov[n++] = (struct iovec){buf_data(&c->out), c->out.len};
-        if (c->pass > 0 && c->up != NULL)
-            iov[n++] = (struct iovec){buf_data(&c->up->in), c->pass};
+        if (c->x != NULL && c->x->pass > 0 && c->x->up != NULL)
+            iov[n++] = (struct iovec){buf_data(&c->x->up->in), c->x->pass};
         if (n == 0)
             break;
         ssize_t w = writev(c->io.fd, iov, n);
@@ -362,9 +396,9 @@ static void flush(struct conn *c)
         buf_consume(&c->out, a);
         done -= a;
         if (done > 0) {
-            buf_consume(&c->up->in, done);
-            c->pass -= done;
-            c->bytes_out += done;
+            buf_consume(&c->x->up->in, done);
+            c->x->pass -= done;
+            c->x->bytes_out += done;
         }
         if (c->state == CS_RELAY || c->state == CS_UPSTREAM)
             ev_timer_stop(c->w->loop, &c->timer);
@@ -394,7 +428,7 @@ static void flush(struct conn *c)
 
 static bool valid_request_id(struct slice v)
 {
-    if (v.len == 0 || v.len >= sizeof(((struct conn *)0)->rid))
+    if (v.len == 0 || v.len >= sizeof(((struct exchange *)0)->rid))
         return false;
     for (size_t i = 0; i < v.len; i++) {
         char ch = v.p[i];
@@ -410,10 +444,10 @@ static void new_request_id(struct conn *c)
     static const char hex[] = "0123456789abcdef";
     uint64_t a = util_rand64(&c->w->rng), b = util_rand64(&c->w->rng);
     for (int i = 0; i < 16; i++) {
-        c->rid[i] = hex[(a >> (i * 4)) & 15];
-        c->rid[16 + i] = hex[(b >> (i * 4)) & 15];
+        c->x->rid[i] = hex[(a >> (i * 4)) & 15];
+        c->x->rid[16 + i] = hex[(b >> (i * 4)) & 15];
     }
-    c->rid[32] = '\0';
+    c->x->rid[32] = '\0';
 }
 
 /* Rewrites the request head for the upstream: origin-form target, HTTP/1.1,
@@ -422,7 +456,7 @@ static void new_request_id(struct conn *c)
  * complete, since a chunked body's length is known only then. */
 static void build_upstream_head(struct conn *c, const struct http1_msg *m)
 {
-    struct buf *o = &c->uphead;
+    struct buf *o = &c->x->uphead;
     struct slice target = m->target;
     char peer[NET_ADDRSTR_LEN];
     struct buf xff = {0}; /* every X-Forwarded-For line, combined in order */
@@ -455,8 +489,8 @@ static void build_upstream_head(struct conn *c, const struct http1_msg *m)
         if (slice_case_eq_cstr(h->name, "x-request-id")) {
             if (!valid_request_id(h->value) || have_rid)
                 continue;
-            memcpy(c->rid, h->value.p, h->value.len);
-            c->rid[h->value.len] = '\0';
+            memcpy(c->x->rid, h->value.p, h->value.len);
+            c->x->rid[h->value.len] = '\0';
             have_rid = true;
             continue;
         }
@@ -468,46 +502,48 @@ static void build_upstream_head(struct conn *c, const struct http1_msg *m)
     if (!have_rid)
         new_request_id(c);
     net_addr_host(&c->peer, peer, sizeof(peer));
-    buf_append_str(o, "X-Forwarded-For: ");
+    buf_append_lit(o, "X-Forwarded-For: ");
     if (xff.len > 0) {
         buf_append(o, buf_data(&xff), xff.len);
         buf_append(o, ", ", 2);
     }
-    buf_printf(o, "%s\r\n", peer);
+    buf_append_str(o, peer);
     buf_free(&xff);
-    buf_printf(o, "X-Forwarded-Proto: http\r\nX-Request-Id: %s\r\n", c->rid);
+    buf_append_lit(o, "\r\nX-Forwarded-Proto: http\r\nX-Request-Id: ");
+    buf_append_str(o, c->x->rid);
+    buf_append_lit(o, "\r\n");
 }
 
 static void copy_for_log(struct conn *c, const struct http1_msg *m)
 {
-    size_t n = MIN(m->method.len, sizeof(c->method) - 1);
-    memcpy(c->method, m->method.p, n);
-    c->method[n] = '\0';
-    n = MIN(m->target.len, sizeof(c->path) - 1);
-    memcpy(c->path, m->target.p, n);
-    c->path[n] = '\0';
+    size_t n = MIN(m->method.len, sizeof(c->x->method) - 1);
+    memcpy(c->x->method, m->method.p, n);
+    c->x->method[n] = '\0';
+    n = MIN(m->target.len, sizeof(c->x->path) - 1);
+    memcpy(c->x->path, m->target.p, n);
+    c->x->path[n] = '\0';
 }
 
 static void capture_admin_headers(struct conn *c, const struct http1_msg *m)
 {
-    if (c->ar == NULL)
-        c->ar = xmalloc(sizeof(*c->ar));
-    memset(c->ar, 0, sizeof(*c->ar));
+    if (c->x->ar == NULL)
+        c->x->ar = xmalloc(sizeof(*c->x->ar));
+    memset(c->x->ar, 0, sizeof(*c->x->ar));
     const struct http1_header *h;
     if ((h = http1_find(m, "authorization")) != NULL) {
-        size_t n = MIN(h->value.len, sizeof(c->ar->auth) - 1);
-        memcpy(c->ar->auth, h->value.p, n);
-        c->ar->auth[n] = '\0';
-        c->ar->has_auth = true;
+        size_t n = MIN(h->value.len, sizeof(c->x->ar->auth) - 1);
+        memcpy(c->x->ar->auth, h->value.p, n);
+        c->x->ar->auth[n] = '\0';
+        c->x->ar->has_auth = true;
     }
-    c->ar->has_origin = http1_find(m, "origin") != NULL;
+    c->x->ar->has_origin = http1_find(m, "origin") != NULL;
     if ((h = http1_find(m, "content-type")) != NULL) {
-        c->ar->has_ctype = true;
+        c->x->ar->has_ctype = true;
         struct slice v = h->value;
         const char *semi = memchr(v.p, ';', v.len);
         if (semi)
             v.len = (size_t)(semi - v.p);
-        c->ar->json_ctype = slice_case_eq_cstr(slice_trim(v), "application/json");
+        c->x->ar->json_ctype = slice_case_eq_cstr(slice_trim(v), "application/json");
     }
 }
 
@@ -515,33 +551,33 @@ static void capture_admin_headers(struct conn *c, const struct http1_msg *m)
 static void reset_request(struct conn *c)
 {
     uncount_model(c);
-    http1_msg_reset(&c->req);
-    buf_free(&c->uphead);
-    buf_free(&c->body);
-    memset(&c->ck, 0, sizeof(c->ck));
-    memset(&c->rck, 0, sizeof(c->rck));
+    http1_msg_reset(&c->x->req);
+    buf_free(&c->x->uphead);
+    buf_free(&c->x->body);
+    memset(&c->x->ck, 0, sizeof(c->x->ck));
+    memset(&c->x->rck, 0, sizeof(c->x->rck));
     clear_tried(c);
-    c->stale_retries = 0;
-    c->fresh_only = false;
-    c->resp_done = false;
-    c->up_reusable = false;
-    c->pass = 0;
+    c->x->stale_retries = 0;
+    c->x->fresh_only = false;
+    c->x->resp_done = false;
+    c->x->up_reusable = false;
+    c->x->pass = 0;
     c->status = 0;
-    c->bytes_out = 0;
-    c->ttfb_us = 0;
-    c->dechunk = false;
+    c->x->bytes_out = 0;
+    c->x->ttfb_us = 0;
+    c->x->dechunk = false;
     c->is_head = false;
-    c->send_cl = false;
+    c->x->send_cl = false;
     c->head_deadline = 0;
-    c->model[0] = '\0';
-    c->pin[0] = '\0';
-    c->affinity = 0;
-    c->is_upload = false;
-    c->local_models = false;
-    c->t_sent_us = c->t_first_us = c->t_last_us = 0;
-    c->events = 0;
-    c->sse = c->sse_nl = false;
-    c->sse_events = 0;
+    c->x->model[0] = '\0';
+    c->x->pin[0] = '\0';
+    c->x->affinity = 0;
+    c->x->is_upload = false;
+    c->x->local_models = false;
+    c->x->t_sent_us = c->x->t_first_us = c->x->t_last_us = 0;
+    c->x->events = 0;
+    c->x->sse = c->x->sse_nl = false;
+    c->x->sse_events = 0;
 }
 
 static uint64_t hash_bytes(const char *p, size_t n)
@@ -570,23 +606,23 @@ static void classify_body(struct conn *c)
 {
     const struct cfg *k = cfg(c);
     struct slice v;
-    if (c->body.len == 0 || strcmp(c->method, "POST") != 0)
+    if (c->x->body.len == 0 || strcmp(c->x->method, "POST") != 0)
         return;
-    const char *js = buf_data(&c->body);
-    if (json_top_string(js, c->body.len, "model", &v) == 1 &&
-        copy_plain(v, c->model, sizeof(c->model))) {
-        const char *to = cfg_alias(k, c->model);
-        if (to != c->model)
-            snprintf(c->model, sizeof(c->model), "%s", to);
+    const char *js = buf_data(&c->x->body);
+    if (json_top_string(js, c->x->body.len, "model", &v) == 1 &&
+        copy_plain(v, c->x->model, sizeof(c->x->model))) {
+        const char *to = cfg_alias(k, c->x->model);
+        if (to != c->x->model)
+            snprintf(c->x->model, sizeof(c->x->model), "%s", to);
     }
-    if (strcmp(k->affinity, "user") == 0 && json_top_string(js, c->body.len, "user", &v) == 1 &&
+    if (strcmp(k->affinity, "user") == 0 && json_top_string(js, c->x->body.len, "user", &v) == 1 &&
         v.len > 0)
-        c->affinity = hash_bytes(v.p, v.len);
-    if (strncmp(c->path, "/v1/chunks", 10) == 0 &&
-        json_top_string(js, c->body.len, "id", &v) == 1) {
+        c->x->affinity = hash_bytes(v.p, v.len);
+    if (strncmp(c->x->path, "/v1/chunks", 10) == 0 &&
+        json_top_string(js, c->x->body.len, "id", &v) == 1) {
         char id[64];
-        if (copy_plain(v, id, sizeof(id)) && !reg_file_get(&srv(c)->reg, id, c->pin, sizeof(c->pin)))
-            c->pin[0] = '\0';
+        if (copy_plain(v, id, sizeof(id)) && !reg_file_get(&srv(c)->reg, id, c->x->pin, sizeof(c->x->pin)))
+            c->x->pin[0] = '\0';
     }
 }
 
@@ -595,13 +631,13 @@ static void classify_body(struct conn *c)
 static void classify_head(struct conn *c, const struct http1_msg *m)
 {
     const struct cfg *k = cfg(c);
-    const char *p = c->path;
+    const char *p = c->x->path;
     size_t plen = strcspn(p, "?");
     if (k->local_models && plen == 10 && strncmp(p, "/v1/models", 10) == 0 &&
-        (strcmp(c->method, "GET") == 0 || strcmp(c->method, "HEAD") == 0))
-        c->local_models = true;
-    if (plen == 9 && strncmp(p, "/v1/files", 9) == 0 && strcmp(c->method, "POST") == 0)
-        c->is_upload = true;
+        (strcmp(c->x->method, "GET") == 0 || strcmp(c->x->method, "HEAD") == 0))
+        c->x->local_models = true;
+    if (plen == 9 && strncmp(p, "/v1/files", 9) == 0 && strcmp(c->x->method, "POST") == 0)
+        c->x->is_upload = true;
     const char *id = NULL;
     if (strncmp(p, "/v1/files/download/", 19) == 0)
         id = p + 19;
@@ -613,24 +649,30 @@ static void classify_head(struct conn *c, const struct http1_msg *m)
         if (n > 0 && n < sizeof(fid)) {
             memcpy(fid, id, n);
             fid[n] = '\0';
-            if (!reg_file_get(&srv(c)->reg, fid, c->pin, sizeof(c->pin)))
-                c->pin[0] = '\0';
+            if (!reg_file_get(&srv(c)->reg, fid, c->x->pin, sizeof(c->x->pin)))
+                c->x->pin[0] = '\0';
         }
     }
     if (k->affinity[0] != '\0' && strcmp(k->affinity, "user") != 0) {
         const struct http1_header *h = http1_find(m, k->affinity);
         if (h != NULL && h->value.len > 0)
-            c->affinity = hash_bytes(h->value.p, h->value.len);
+            c->x->affinity = hash_bytes(h->value.p, h->value.len);
     }
 }
 
 static void body_complete(struct conn *c)
 {
-    if (c->send_cl || c->body.len > 0)
-        c->clhdr_len = (unsigned)snprintf(c->clhdr, sizeof(c->clhdr),
-                                          "Content-Length: %zu\r\n\r\n", c->body.len);
-    else
-        c->clhdr_len = (unsigned)snprintf(c->clhdr, sizeof(c->clhdr), "\r\n");
+    static const char cl[] = "Content-Length: ";
+    size_t n = 0;
+    if (c->x->send_cl || c->x->body.len > 0) {
+        memcpy(c->x->clhdr, cl, sizeof(cl) - 1);
+        n = sizeof(cl) - 1;
+        n += util_fmt_u64(c->x->clhdr + n, c->x->body.len);
+        memcpy(c->x->clhdr + n, "\r\n", 2);
+        n += 2;
+    }
+    memcpy(c->x->clhdr + n, "\r\n", 2);
+    c->x->clhdr_len = (unsigned)(n + 2);
     ev_timer_stop(c->w->loop, &c->timer);
     if (c->admin) {
         c->state = CS_UPSTREAM; /* "being answered" */
@@ -638,7 +680,7 @@ static void body_complete(struct conn *c)
         return;
     }
     classify_body(c);
-    if (c->local_models) {
+    if (c->x->local_models) {
         struct buf b = {0};
         c->state = CS_UPSTREAM;
         reg_models_json(&srv(c)->reg, &b, now_ms(c));
@@ -655,27 +697,27 @@ static void body_complete(struct conn *c)
  * megabytes of JSON. */
 static uint64_t admin_body_limit(const struct conn *c)
 {
-    if (strcmp(c->method, "PUT") == 0 && strncmp(c->path, "/api/services", 13) == 0)
+    if (strcmp(c->x->method, "PUT") == 0 && strncmp(c->x->path, "/api/services", 13) == 0)
         return 16u << 20;
     return 65536;
 }
 
 static void on_head(struct conn *c, int hl)
 {
-    const struct http1_msg *m = &c->req;
+    const struct http1_msg *m = &c->x->req;
     atomic_fetch_add(&srv(c)->stats.requests, 1);
-    c->t0_us = util_now_us();
+    c->x->t0_us = util_now_us();
     c->minor = m->minor;
     c->keep_alive = m->keep_alive && !atomic_load(&srv(c)->draining);
     c->close_after = !c->keep_alive;
     c->is_head = slice_eq_cstr(m->method, "HEAD");
-    c->req_framing = m->framing;
+    c->x->req_framing = m->framing;
     copy_for_log(c, m);
     if (c->admin)
         capture_admin_headers(c, m);
     bool bodied_method = slice_eq_cstr(m->method, "POST") || slice_eq_cstr(m->method, "PUT") ||
                          slice_eq_cstr(m->method, "PATCH");
-    c->send_cl = bodied_method || m->framing != HTTP1_BODY_NONE;
+    c->x->send_cl = bodied_method || m->framing != HTTP1_BODY_NONE;
     if (!c->admin) {
         if (slice_eq_cstr(m->method, "CONNECT") || slice_eq_cstr(m->method, "TRACE")) {
             buf_consume(&c->in, (size_t)hl);
@@ -686,7 +728,7 @@ static void on_head(struct conn *c, int hl)
         }
         if (slice_starts_with(m->target, "/api/") || slice_eq_cstr(m->target, "/api")) {
             /* The admin API never answers on the public port (hardening.md §6). */
-            c->rid[0] = '\0';
+            c->x->rid[0] = '\0';
             buf_consume(&c->in, (size_t)hl);
             c->state = CS_BODY;
             c->close_after = c->close_after || m->framing != HTTP1_BODY_NONE;
@@ -697,10 +739,10 @@ static void on_head(struct conn *c, int hl)
         classify_head(c, m);
     }
     buf_consume(&c->in, (size_t)hl);
-    c->body_left = m->framing == HTTP1_BODY_LENGTH ? m->content_length : 0;
+    c->x->body_left = m->framing == HTTP1_BODY_LENGTH ? m->content_length : 0;
     c->state = CS_BODY;
     if (m->expect_continue && m->framing != HTTP1_BODY_NONE &&
-        (m->framing == HTTP1_BODY_CHUNKED || c->in.len < c->body_left))
+        (m->framing == HTTP1_BODY_CHUNKED || c->in.len < c->x->body_left))
         buf_append_str(&c->out, "HTTP/1.1 100 Continue\r\n\r\n");
     if (m->framing == HTTP1_BODY_NONE) {
         body_complete(c);
@@ -714,21 +756,21 @@ static void on_head(struct conn *c, int hl)
     arm(c, cfg(c)->body_timeout);
 }
 
-/* Moves body bytes from c->in into c->body. Returns false if the
+/* Moves body bytes from c->in into c->x->body. Returns false if the
  * connection was answered with an error. */
 static bool take_body(struct conn *c)
 {
     uint64_t max = c->admin ? admin_body_limit(c) : cfg(c)->limits.max_body;
-    if (c->req_framing == HTTP1_BODY_LENGTH) {
-        size_t n = (size_t)MIN((uint64_t)c->in.len, c->body_left);
+    if (c->x->req_framing == HTTP1_BODY_LENGTH) {
+        size_t n = (size_t)MIN((uint64_t)c->in.len, c->x->body_left);
         if (n > 0) {
-            if (c->body.area == NULL && c->body_left > BUF_CHUNK)
-                buf_reserve(&c->body, (size_t)c->body_left);
-            buf_append(&c->body, buf_data(&c->in), n);
+            if (c->x->body.area == NULL && c->x->body_left > BUF_CHUNK)
+                buf_reserve(&c->x->body, (size_t)c->x->body_left);
+            buf_append(&c->x->body, buf_data(&c->in), n);
             buf_consume(&c->in, n);
-            c->body_left -= n;
+            c->x->body_left -= n;
         }
-        if (c->body_left == 0)
+        if (c->x->body_left == 0)
             body_complete(c);
         return true;
     }
@@ -736,19 +778,19 @@ static bool take_body(struct conn *c)
     while (c->in.len > 0) {
         size_t used = 0;
         struct slice d;
-        enum http1_chunk_rc rc = http1_chunked_decode(&c->ck, buf_data(&c->in), c->in.len, &used, &d);
+        enum http1_chunk_rc rc = http1_chunked_decode(&c->x->ck, buf_data(&c->in), c->in.len, &used, &d);
         if (rc == HTTP1_CHUNK_ERROR) {
-            conn_error(c, 400, c->ck.error_reason ? c->ck.error_reason : "bad chunked body",
+            conn_error(c, 400, c->x->ck.error_reason ? c->x->ck.error_reason : "bad chunked body",
                        "invalid_request_error", "bad_request");
             return false;
         }
         if (rc == HTTP1_CHUNK_DATA) {
-            if (c->body.len + d.len > max) {
+            if (c->x->body.len + d.len > max) {
                 conn_error(c, 413, "request body too large", "invalid_request_error",
                            "body_too_large");
                 return false;
             }
-            buf_append(&c->body, d.p, d.len);
+            buf_append(&c->x->body, d.p, d.len);
         }
         buf_consume(&c->in, used);
         if (rc == HTTP1_CHUNK_DONE) {
@@ -853,16 +895,19 @@ static void drive(struct conn *c)
                     conn_close(c);
                     return;
                 }
+                exchange_put(c); /* idle: keep only the connection */
                 arm_head_timer(c);
                 break;
             }
+            if (c->x == NULL)
+                exchange_new(c);
             if (c->out.len >= PIPELINE_MAX) {
                 /* Answers pile up unread: parse no more until the client
                  * reads (EV_WRITE brings us back). */
                 arm(c, cfg(c)->send_timeout);
                 break;
             }
-            int hl = http1_parse_request(buf_data(&c->in), c->in.len, &c->req, &cfg(c)->limits);
+            int hl = http1_parse_request(buf_data(&c->in), c->in.len, &c->x->req, &cfg(c)->limits);
             if (hl == -2) {
                 if (c->client_eof) { /* it will never be complete */
                     conn_close(c);
@@ -875,8 +920,8 @@ static void drive(struct conn *c)
             }
             if (hl == -1) {
                 c->state = CS_BODY; /* unsynchronized: answer and close */
-                conn_error(c, c->req.error, c->req.error_reason, "invalid_request_error",
-                           c->req.error == 413 ? "body_too_large" : "bad_request");
+                conn_error(c, c->x->req.error, c->x->req.error_reason, "invalid_request_error",
+                           c->x->req.error == 413 ? "body_too_large" : "bad_request");
                 return;
             }
             on_head(c, hl);
@@ -918,7 +963,7 @@ void conn_io_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
         flush(c);
         if (c->closed)
             return;
-        if (c->state == CS_RELAY && c->pass == 0 && c->out.len == 0) {
+        if (c->state == CS_RELAY && c->x->pass == 0 && c->out.len == 0) {
             relay(c); /* the client drained: resume reading the upstream */
             if (c->closed)
                 return;
@@ -941,11 +986,11 @@ static void wake_loop(void *loop)
 
 static void fill_req(struct conn *c, struct reg_req *q)
 {
-    q->model = c->model[0] ? c->model : NULL;
-    q->pin = c->pin[0] ? c->pin : NULL;
-    q->affinity = c->affinity;
-    q->tried = c->tried;
-    q->ntried = c->ntried;
+    q->model = c->x->model[0] ? c->x->model : NULL;
+    q->pin = c->x->pin[0] ? c->x->pin : NULL;
+    q->affinity = c->x->affinity;
+    q->tried = c->x->tried;
+    q->ntried = c->x->ntried;
 }
 
 /* After a response the balancer made itself (no backend, queue full or
@@ -967,27 +1012,27 @@ static void finish_local_error(struct conn *c)
     resume_later(c); /* the next pipelined request, without recursing */
 }
 
-/* Starts the request on the backend in c->be: lease a pooled connection
+/* Starts the request on the backend in c->x->be: lease a pooled connection
  * or connect, then send. */
 static void start_upstream(struct conn *c)
 {
-    struct backend *b = c->be;
+    struct backend *b = c->x->be;
     int err = 0;
     c->state = CS_UPSTREAM;
-    struct upconn *u = up_lease(c->w, b, c->fresh_only, &err);
+    struct upconn *u = up_lease(c->w, b, c->x->fresh_only, &err);
     if (u == NULL) {
         log_debug("backend %s: connect: %s", b->spec.name, strerror(-err));
         up_failed(c, up_err_connect);
         return;
     }
-    c->up = u;
+    c->x->up = u;
     u->c = c;
     u->sent = 0;
     u->got_bytes = false;
-    c->resp_done = false;
-    c->pass = 0;
-    c->t_sent_us = util_now_us();
-    http1_msg_reset(&c->req); /* reused below for the response head */
+    c->x->resp_done = false;
+    c->x->pass = 0;
+    c->x->t_sent_us = util_now_us();
+    http1_msg_reset(&c->x->req); /* reused below for the response head */
     if (!u->connected) {
         ev_timer_start(c->w->loop, &u->timer, cfg(c)->connect_timeout, up_timeout_cb, u);
         return; /* the writable event completes the connect */
@@ -1005,19 +1050,19 @@ static void dispatch(struct conn *c)
     struct backend *b = NULL;
     fill_req(c, &q);
     c->state = CS_UPSTREAM;
-    if (!c->model_counted) {
-        reg_model_inflight(&s->reg, c->model, +1);
-        c->model_counted = true;
+    if (!c->x->model_counted) {
+        reg_model_inflight(&s->reg, c->x->model, +1);
+        c->x->model_counted = true;
     }
-    c->waiter.ready_list = &c->w->ready;
-    c->waiter.wake = wake_loop;
-    c->waiter.wake_arg = c->w->loop;
-    enum reg_pick_rc rc = reg_pick(&s->reg, &q, &c->w->rng, now_ms(c), &c->waiter, &b, &why);
+    c->x->waiter.ready_list = &c->w->ready;
+    c->x->waiter.wake = wake_loop;
+    c->x->waiter.wake_arg = c->w->loop;
+    enum reg_pick_rc rc = reg_pick(&s->reg, &q, &c->w->rng, now_ms(c), &c->x->waiter, &b, &why);
     switch (rc) {
     case REG_PICKED:
-        log_debug("%s %s -> %s (%s%s%s)", c->method, c->path, b->spec.name, why,
-                  c->model[0] ? ", model " : "", c->model);
-        c->be = b;
+        log_debug("%s %s -> %s (%s%s%s)", c->x->method, c->x->path, b->spec.name, why,
+                  c->x->model[0] ? ", model " : "", c->x->model);
+        c->x->be = b;
         start_upstream(c);
         return;
     case REG_QUEUED:
@@ -1030,12 +1075,12 @@ static void dispatch(struct conn *c)
         break;
     case REG_NO_MODEL: {
         char msg[200];
-        snprintf(msg, sizeof(msg), "The model '%.128s' does not exist", c->model);
+        snprintf(msg, sizeof(msg), "The model '%.128s' does not exist", c->x->model);
         conn_error(c, 404, msg, "invalid_request_error", "model_not_found");
         break;
     }
     case REG_NONE:
-        if (c->ntried == 0) {
+        if (c->x->ntried == 0) {
             atomic_fetch_add(&s->stats.no_backend, 1);
             conn_error(c, 503, "no backend available", "server_error", "no_backend");
         } else {
@@ -1048,9 +1093,9 @@ static void dispatch(struct conn *c)
 
 void conn_dequeued(struct conn *c)
 {
-    struct backend *b = c->waiter.assigned;
-    c->waiter.assigned = NULL;
-    c->waiter.state = REG_W_IDLE;
+    struct backend *b = c->x->waiter.assigned;
+    c->x->waiter.assigned = NULL;
+    c->x->waiter.state = REG_W_IDLE;
     if (c->closed) { /* cannot happen: conn_close cancels; keep the slot safe anyway */
         struct reg_outcome o = {0};
         reg_release(&srv(c)->reg, b, &o, now_ms(c));
@@ -1058,24 +1103,24 @@ void conn_dequeued(struct conn *c)
         return;
     }
     ev_timer_stop(c->w->loop, &c->timer);
-    log_debug("%s %s -> %s (dequeued)", c->method, c->path, b->spec.name);
-    c->be = b;
+    log_debug("%s %s -> %s (dequeued)", c->x->method, c->x->path, b->spec.name);
+    c->x->be = b;
     start_upstream(c);
 }
 
 /* Writes the request (head, framing, body) to the upstream. */
 static void upstream_send(struct conn *c)
 {
-    struct upconn *u = c->up;
-    size_t total = c->uphead.len + c->clhdr_len + c->body.len, before = u->sent;
+    struct upconn *u = c->x->up;
+    size_t total = c->x->uphead.len + c->x->clhdr_len + c->x->body.len, before = u->sent;
     if (before == total)
         return; /* sent already: the response deadline keeps running */
     while (u->wr_ready && u->sent < total) {
         struct iovec iov[3];
         int n = 0;
         size_t off = u->sent;
-        const char *parts[3] = {buf_data(&c->uphead), c->clhdr, c->body.area ? buf_data(&c->body) : ""};
-        size_t lens[3] = {c->uphead.len, c->clhdr_len, c->body.len};
+        const char *parts[3] = {buf_data(&c->x->uphead), c->x->clhdr, c->x->body.area ? buf_data(&c->x->body) : ""};
+        size_t lens[3] = {c->x->uphead.len, c->x->clhdr_len, c->x->body.len};
         for (int i = 0; i < 3; i++) {
             if (off >= lens[i]) {
                 off -= lens[i];
@@ -1108,8 +1153,8 @@ static void upstream_send(struct conn *c)
 static void up_failed(struct conn *c, const char *err)
 {
     struct server *s = srv(c);
-    struct backend *b = c->be;
-    bool nothing_sent = c->up == NULL || c->up->sent == 0;
+    struct backend *b = c->x->be;
+    bool nothing_sent = c->x->up == NULL || c->x->up->sent == 0;
     bool safe = err == up_err_connect || err == up_err_connect_timeout || err == up_err_stale;
     /* Refused: nothing reached any backend and none would take it (F-02). */
     int status = err == up_err_timeout || err == up_err_connect_timeout ? 504
@@ -1117,7 +1162,7 @@ static void up_failed(struct conn *c, const char *err)
                                                                         : 502;
 
     if (b != NULL) {
-        log_info("backend %s: %s (request %s %s)", b->spec.name, err, c->method, c->path);
+        log_info("backend %s: %s (request %s %s)", b->spec.name, err, c->x->method, c->x->path);
         atomic_fetch_add(&b->stats.failures, 1);
         atomic_fetch_add(&b->stats.status[0], 1);
         if (err == up_err_connect || err == up_err_connect_timeout) {
@@ -1128,36 +1173,36 @@ static void up_failed(struct conn *c, const char *err)
             pthread_mutex_unlock(&s->reg.lock);
         }
     }
-    if (err == up_err_stale && c->stale_retries < 2) {
+    if (err == up_err_stale && c->x->stale_retries < 2) {
         /* The pooled connection raced its idle close: try the same backend
          * on a fresh connection; this is not a failure of the backend. */
-        c->stale_retries++;
-        c->fresh_only = true;
-        if (c->up != NULL) {
-            c->up->c = NULL;
-            up_release(c->up, false);
-            c->up = NULL;
+        c->x->stale_retries++;
+        c->x->fresh_only = true;
+        if (c->x->up != NULL) {
+            c->x->up->c = NULL;
+            up_release(c->x->up, false);
+            c->x->up = NULL;
         }
         struct reg_outcome ok = {0};
         reg_release(&s->reg, b, &ok, now_ms(c));
         backend_unref(b);
-        c->be = NULL;
+        c->x->be = NULL;
         dispatch(c);
         return;
     }
     bool retry = false;
-    if (c->ntried + 1 < cfg(c)->max_tries) {
+    if (c->x->ntried + 1 < cfg(c)->max_tries) {
         if (safe || (nothing_sent && err != up_err_timeout))
             retry = true;
         else if (err == up_err_reset && cfg(c)->retry_on_status)
             retry = true; /* closed before the status line: allowed once (rule 3) */
     }
     if (b != NULL) {
-        c->tried[c->ntried++] = b;
+        c->x->tried[c->x->ntried++] = b;
         backend_ref(b);
     }
     drop_upstream(c, true);
-    c->fresh_only = false;
+    c->x->fresh_only = false;
     struct reg_req q;
     fill_req(c, &q);
     if (retry && reg_has_alternative(&s->reg, &q, now_ms(c))) {
@@ -1189,16 +1234,16 @@ static void up_timeout_cb(struct ev_loop *loop, struct ev_timer *t)
         return;
     }
     if (c->state == CS_UPSTREAM) {
-        if (u->sent < c->uphead.len + c->clhdr_len + c->body.len)
+        if (u->sent < c->x->uphead.len + c->x->clhdr_len + c->x->body.len)
             up_failed(c, up_err_io);
         else
             up_failed(c, up_err_timeout);
         return;
     }
     /* Idle between response bytes mid-stream: end it as truncated. */
-    log_info("backend %s: stream idle timeout", c->be ? c->be->spec.name : "?");
-    if (c->be)
-        atomic_fetch_add(&c->be->stats.failures, 1);
+    log_info("backend %s: stream idle timeout", c->x->be ? c->x->be->spec.name : "?");
+    if (c->x->be)
+        atomic_fetch_add(&c->x->be->stats.failures, 1);
     conn_close(c);
 }
 
@@ -1211,7 +1256,11 @@ static void build_client_head(struct conn *c, const struct http1_msg *r)
     struct buf *o = &c->out;
     const struct http1_header *cl = NULL;
     buf_reserve(o, 512);
-    buf_printf(o, "HTTP/1.1 %d %.*s\r\n", r->status, (int)r->reason.len, r->reason.p);
+    buf_append_lit(o, "HTTP/1.1 ");
+    buf_append_u64(o, (uint64_t)r->status);
+    buf_append(o, " ", 1);
+    buf_append(o, r->reason.p, r->reason.len);
+    buf_append_lit(o, "\r\n");
     for (unsigned i = 0; i < r->nheaders; i++) {
         const struct http1_header *h = &r->headers[i];
         if (slice_case_eq_cstr(h->name, "content-length")) {
@@ -1225,21 +1274,26 @@ static void build_client_head(struct conn *c, const struct http1_msg *r)
         buf_append(o, h->value.p, h->value.len);
         buf_append(o, "\r\n", 2);
     }
-    switch (c->resp_framing) {
+    switch (c->x->resp_framing) {
     case HTTP1_BODY_NONE:
-        if (c->is_head && cl != NULL && r->framing != HTTP1_BODY_CHUNKED)
-            buf_printf(o, "Content-Length: %.*s\r\n", (int)cl->value.len, cl->value.p);
-        else if (r->status >= 200 && r->status != 204 && r->status != 304 && !c->is_head)
-            buf_append_str(o, "Content-Length: 0\r\n");
+        if (c->is_head && cl != NULL && r->framing != HTTP1_BODY_CHUNKED) {
+            buf_append_lit(o, "Content-Length: ");
+            buf_append(o, cl->value.p, cl->value.len);
+            buf_append_lit(o, "\r\n");
+        } else if (r->status >= 200 && r->status != 204 && r->status != 304 && !c->is_head) {
+            buf_append_lit(o, "Content-Length: 0\r\n");
+        }
         break;
     case HTTP1_BODY_LENGTH:
-        buf_printf(o, "Content-Length: %llu\r\n", (unsigned long long)c->resp_left);
+        buf_append_lit(o, "Content-Length: ");
+        buf_append_u64(o, c->x->resp_left);
+        buf_append_lit(o, "\r\n");
         break;
     case HTTP1_BODY_CHUNKED:
         if (c->minor == 1)
-            buf_append_str(o, "Transfer-Encoding: chunked\r\n");
+            buf_append_lit(o, "Transfer-Encoding: chunked\r\n");
         else {
-            c->dechunk = true;
+            c->x->dechunk = true;
             c->close_after = true;
         }
         break;
@@ -1249,9 +1303,9 @@ static void build_client_head(struct conn *c, const struct http1_msg *r)
     }
     if (c->close_after || atomic_load(&srv(c)->draining)) {
         c->close_after = true;
-        buf_append_str(o, "Connection: close\r\n");
+        buf_append_lit(o, "Connection: close\r\n");
     } else if (c->minor == 0) {
-        buf_append_str(o, "Connection: keep-alive\r\n");
+        buf_append_lit(o, "Connection: keep-alive\r\n");
     }
     buf_append(o, "\r\n", 2);
 }
@@ -1259,15 +1313,15 @@ static void build_client_head(struct conn *c, const struct http1_msg *r)
 static void finish_response(struct conn *c)
 {
     struct server *s = srv(c);
-    struct backend *b = c->be;
-    int64_t dur_us = util_now_us() - c->t0_us;
+    struct backend *b = c->x->be;
+    int64_t dur_us = util_now_us() - c->x->t0_us;
     bool failed = c->status >= 500;
 
     atomic_fetch_add(&b->stats.requests, 1);
     atomic_fetch_add(&b->stats.status[c->status / 100], 1);
-    atomic_fetch_add(&b->stats.bytes_out, c->bytes_out);
+    atomic_fetch_add(&b->stats.bytes_out, c->x->bytes_out);
     atomic_fetch_add(&b->stats.lat_sum_us, (uint64_t)dur_us);
-    atomic_fetch_add(&b->stats.ttfb_sum_us, (uint64_t)c->ttfb_us);
+    atomic_fetch_add(&b->stats.ttfb_sum_us, (uint64_t)c->x->ttfb_us);
     unsigned k = 0;
     while (k < REG_LAT_BUCKETS && (double)dur_us / 1e6 > reg_lat_bounds[k])
         k++;
@@ -1275,23 +1329,23 @@ static void finish_response(struct conn *c)
     atomic_fetch_add(&s->stats.responses[c->status / 100], 1);
     worker_log_access(c, b->spec.name);
 
-    struct upconn *u = c->up;
-    c->up = NULL;
+    struct upconn *u = c->x->up;
+    c->x->up = NULL;
     u->c = NULL;
-    up_release(u, c->up_reusable && u->in.len == 0 && !atomic_load(&s->draining));
-    struct reg_outcome o = {.failed = failed, .model = c->model, .counted = true};
-    if (c->t_sent_us != 0 && c->t_first_us >= c->t_sent_us) {
-        o.ttft_us = c->t_first_us - c->t_sent_us;
-        o.events = c->events;
-        if (c->events > 1)
-            o.tbt_us = (c->t_last_us - c->t_first_us) / (c->events - 1);
+    up_release(u, c->x->up_reusable && u->in.len == 0 && !atomic_load(&s->draining));
+    struct reg_outcome o = {.failed = failed, .model = c->x->model, .counted = true};
+    if (c->x->t_sent_us != 0 && c->x->t_first_us >= c->x->t_sent_us) {
+        o.ttft_us = c->x->t_first_us - c->x->t_sent_us;
+        o.events = c->x->events;
+        if (c->x->events > 1)
+            o.tbt_us = (c->x->t_last_us - c->x->t_first_us) / (c->x->events - 1);
     }
-    o.sse_events = c->sse_events;
-    if (c->sse_events > 0)
-        atomic_fetch_add(&b->stats.events, c->sse_events);
+    o.sse_events = c->x->sse_events;
+    if (c->x->sse_events > 0)
+        atomic_fetch_add(&b->stats.events, c->x->sse_events);
     reg_release(&s->reg, b, &o, now_ms(c));
     backend_unref(b);
-    c->be = NULL;
+    c->x->be = NULL;
     if (c->close_after) {
         c->state = CS_CLOSING;
         arm(c, cfg(c)->send_timeout);
@@ -1310,16 +1364,16 @@ static void count_sse(struct conn *c, const char *p, size_t n)
     while (p < end) {
         const char *nl = memchr(p, '\n', (size_t)(end - p));
         if (nl == NULL) {
-            c->sse_nl = false;
+            c->x->sse_nl = false;
             return;
         }
         /* "\n\n" or "\n\r\n" ends an event; a newline right after one counts. */
-        if (c->sse_nl && (nl == p || (nl == p + 1 && p[0] == '\r')))
-            c->sse_events++;
-        c->sse_nl = true;
+        if (c->x->sse_nl && (nl == p || (nl == p + 1 && p[0] == '\r')))
+            c->x->sse_events++;
+        c->x->sse_nl = true;
         p = nl + 1;
         if (p < end && *p != '\n' && *p != '\r')
-            c->sse_nl = false;
+            c->x->sse_nl = false;
     }
 }
 
@@ -1328,24 +1382,24 @@ static void count_sse(struct conn *c, const char *p, size_t n)
  * error (the upstream broke the protocol mid-response). */
 static bool frame_upstream(struct conn *c)
 {
-    struct buf *in = &c->up->in;
-    if (c->pass > 0 || c->resp_done)
+    struct buf *in = &c->x->up->in;
+    if (c->x->pass > 0 || c->x->resp_done)
         return true;
-    switch (c->resp_framing) {
+    switch (c->x->resp_framing) {
     case HTTP1_BODY_NONE:
-        c->resp_done = true;
+        c->x->resp_done = true;
         break;
     case HTTP1_BODY_LENGTH:
-        c->pass = (size_t)MIN((uint64_t)in->len, c->resp_left);
-        c->resp_left -= c->pass;
-        c->resp_done = c->resp_left == 0;
-        if (c->sse)
-            count_sse(c, buf_data(in), c->pass);
+        c->x->pass = (size_t)MIN((uint64_t)in->len, c->x->resp_left);
+        c->x->resp_left -= c->x->pass;
+        c->x->resp_done = c->x->resp_left == 0;
+        if (c->x->sse)
+            count_sse(c, buf_data(in), c->x->pass);
         break;
     case HTTP1_BODY_CLOSE:
-        c->pass = in->len;
-        if (c->sse)
-            count_sse(c, buf_data(in), c->pass);
+        c->x->pass = in->len;
+        if (c->x->sse)
+            count_sse(c, buf_data(in), c->x->pass);
         break;
     case HTTP1_BODY_CHUNKED: {
         size_t off = 0;
@@ -1353,24 +1407,24 @@ static bool frame_upstream(struct conn *c)
             size_t used = 0;
             struct slice d;
             enum http1_chunk_rc rc =
-                http1_chunked_decode(&c->rck, buf_data(in) + off, in->len - off, &used, &d);
+                http1_chunked_decode(&c->x->rck, buf_data(in) + off, in->len - off, &used, &d);
             if (rc == HTTP1_CHUNK_ERROR)
                 return false;
-            if (rc == HTTP1_CHUNK_DATA && c->sse)
+            if (rc == HTTP1_CHUNK_DATA && c->x->sse)
                 count_sse(c, d.p, d.len);
-            if (c->dechunk && rc == HTTP1_CHUNK_DATA)
+            if (c->x->dechunk && rc == HTTP1_CHUNK_DATA)
                 buf_append(&c->out, d.p, d.len);
             off += used;
             if (rc == HTTP1_CHUNK_DONE) {
-                c->resp_done = true;
+                c->x->resp_done = true;
                 break;
             }
         }
-        if (c->dechunk) {
-            c->bytes_out += off;
+        if (c->x->dechunk) {
+            c->x->bytes_out += off;
             buf_consume(in, off);
         } else {
-            c->pass = off;
+            c->x->pass = off;
         }
         break;
     }
@@ -1382,60 +1436,60 @@ static bool frame_upstream(struct conn *c)
 static void mark_body(struct conn *c)
 {
     int64_t t = util_now_us();
-    if (c->events++ == 0)
-        c->t_first_us = t;
-    c->t_last_us = t;
+    if (c->x->events++ == 0)
+        c->x->t_first_us = t;
+    c->x->t_last_us = t;
 }
 
 /* Learns which backend stored an upload, from the id in its JSON answer
  * (when the whole small body came with the head). */
 static void learn_upload(struct conn *c)
 {
-    struct buf *in = &c->up->in;
+    struct buf *in = &c->x->up->in;
     struct slice v;
     char id[64];
-    if (c->status != 200 || c->resp_framing != HTTP1_BODY_LENGTH || in->len < c->resp_left)
+    if (c->status != 200 || c->x->resp_framing != HTTP1_BODY_LENGTH || in->len < c->x->resp_left)
         return;
-    if (json_top_string(buf_data(in), (size_t)c->resp_left, "id", &v) == 1 &&
+    if (json_top_string(buf_data(in), (size_t)c->x->resp_left, "id", &v) == 1 &&
         copy_plain(v, id, sizeof(id)))
-        reg_file_put(&srv(c)->reg, id, c->be->spec.name);
+        reg_file_put(&srv(c)->reg, id, c->x->be->spec.name);
 }
 
 /* Moves response bytes from the upstream to the client, reading the
  * upstream only when the client has taken everything before. */
 static void relay(struct conn *c)
 {
-    struct upconn *u = c->up;
-    for (int rounds = 0; rounds < 64 && !c->closed && c->up == u; rounds++) {
+    struct upconn *u = c->x->up;
+    for (int rounds = 0; rounds < 64 && !c->closed && c->x->up == u; rounds++) {
         if (!frame_upstream(c)) {
-            log_info("backend %s: invalid framing mid-response", c->be->spec.name);
-            atomic_fetch_add(&c->be->stats.failures, 1);
+            log_info("backend %s: invalid framing mid-response", c->x->be->spec.name);
+            atomic_fetch_add(&c->x->be->stats.failures, 1);
             conn_close(c); /* truncated, never a fake clean end */
             return;
         }
         flush(c);
         if (c->closed)
             return;
-        if (c->pass > 0 || c->out.len > 0) {
+        if (c->x->pass > 0 || c->out.len > 0) {
             /* The client is slow: wait for its EV_WRITE, read nothing more
              * upstream. Its send deadline runs, not the backend's idle one. */
             ev_timer_stop(c->w->loop, &u->timer);
             return;
         }
-        if (c->resp_done) {
-            if (u->in.len > 0 || (u->eof && c->resp_framing != HTTP1_BODY_CLOSE))
-                c->up_reusable = false; /* extra bytes after the message: never reuse */
+        if (c->x->resp_done) {
+            if (u->in.len > 0 || (u->eof && c->x->resp_framing != HTTP1_BODY_CLOSE))
+                c->x->up_reusable = false; /* extra bytes after the message: never reuse */
             finish_response(c);
             return;
         }
         if (u->eof) {
-            if (c->resp_framing == HTTP1_BODY_CLOSE && !u->reset) {
-                c->resp_done = true;
-                c->up_reusable = false;
+            if (c->x->resp_framing == HTTP1_BODY_CLOSE && !u->reset) {
+                c->x->resp_done = true;
+                c->x->up_reusable = false;
                 continue;
             }
-            log_info("backend %s: closed mid-response", c->be->spec.name);
-            atomic_fetch_add(&c->be->stats.failures, 1);
+            log_info("backend %s: closed mid-response", c->x->be->spec.name);
+            atomic_fetch_add(&c->x->be->stats.failures, 1);
             conn_close(c);
             return;
         }
@@ -1471,29 +1525,29 @@ static void relay(struct conn *c)
         u->reset = true;
         u->rd_ready = false;
     }
-    if (!c->closed && c->up == u && c->state == CS_RELAY)
+    if (!c->closed && c->x->up == u && c->state == CS_RELAY)
         resume_later(c); /* fairness cap reached with work left */
 }
 
 /* The response head is complete in u->in: decide between retry and relay. */
 static void on_response_head(struct conn *c, int hl)
 {
-    struct upconn *u = c->up;
-    const struct http1_msg *r = &c->req;
+    struct upconn *u = c->x->up;
+    const struct http1_msg *r = &c->x->req;
     int st = r->status;
 
     if (st >= 100 && st < 200) {
         buf_consume(&u->in, (size_t)hl);
-        http1_msg_reset(&c->req);
+        http1_msg_reset(&c->x->req);
         if (st == 101) {
             up_failed(c, up_err_bad);
         }
         return; /* interim response: we answered Expect ourselves */
     }
     if ((st == 502 || st == 503 || st == 429) && cfg(c)->retry_on_status &&
-        c->ntried + 1 < cfg(c)->max_tries) {
-        struct backend *b = c->be;
-        c->tried[c->ntried] = b; /* tentatively, to ask for an alternative */
+        c->x->ntried + 1 < cfg(c)->max_tries) {
+        struct backend *b = c->x->be;
+        c->x->tried[c->x->ntried] = b; /* tentatively, to ask for an alternative */
         struct reg_req q;
         fill_req(c, &q);
         q.ntried++;
@@ -1503,35 +1557,35 @@ static void on_response_head(struct conn *c, int hl)
             atomic_fetch_add(&b->stats.retries, 1);
             atomic_fetch_add(&b->stats.status[st / 100], 1);
             backend_ref(b);
-            c->ntried++;
+            c->x->ntried++;
             drop_upstream(c, st != 429);
             dispatch(c);
             return;
         }
     }
     c->status = st;
-    c->ttfb_us = util_now_us() - c->t0_us;
-    c->resp_framing = r->framing;
-    c->resp_left = r->content_length;
+    c->x->ttfb_us = util_now_us() - c->x->t0_us;
+    c->x->resp_framing = r->framing;
+    c->x->resp_left = r->content_length;
     /* A backend may answer before it has read the whole request (an early
      * 413); what we did not send would prefix the next request on this
      * connection, so such a connection is never reused. */
-    c->up_reusable = r->keep_alive && !r->cl_and_te && r->framing != HTTP1_BODY_CLOSE &&
-                     u->sent == c->uphead.len + c->clhdr_len + c->body.len;
+    c->x->up_reusable = r->keep_alive && !r->cl_and_te && r->framing != HTTP1_BODY_CLOSE &&
+                     u->sent == c->x->uphead.len + c->x->clhdr_len + c->x->body.len;
     const struct http1_header *ct = http1_find(r, "content-type");
-    c->sse = ct != NULL && ct->value.len >= 17 && memcmp(ct->value.p, "text/event-stream", 17) == 0;
+    c->x->sse = ct != NULL && ct->value.len >= 17 && memcmp(ct->value.p, "text/event-stream", 17) == 0;
     build_client_head(c, r);
     buf_consume(&u->in, (size_t)hl);
     ev_timer_stop(c->w->loop, &u->timer);
-    if (u->in.len > 0 || c->resp_framing == HTTP1_BODY_NONE)
+    if (u->in.len > 0 || c->x->resp_framing == HTTP1_BODY_NONE)
         mark_body(c);
-    if (c->is_upload)
+    if (c->x->is_upload)
         learn_upload(c);
     c->state = CS_RELAY;
-    if (u->sent == c->uphead.len + c->clhdr_len + c->body.len) {
-        buf_free(&c->uphead);
-        buf_free(&c->body);
-        c->clhdr_len = 0;
+    if (u->sent == c->x->uphead.len + c->x->clhdr_len + c->x->body.len) {
+        buf_free(&c->x->uphead);
+        buf_free(&c->x->body);
+        c->x->clhdr_len = 0;
         u->sent = 0;
     }
     relay(c);
@@ -1540,27 +1594,27 @@ static void on_response_head(struct conn *c, int hl)
 /* Upstream readiness while waiting for the response head. */
 static void read_response_head(struct conn *c)
 {
-    struct upconn *u = c->up;
+    struct upconn *u = c->x->up;
     struct http1_limits lim = cfg(c)->limits;
     lim.max_body = 0;
     for (;;) {
         if (u->in.len > 0 && memcmp(buf_data(&u->in), "HTTP/", MIN(u->in.len, (size_t)5)) != 0) {
             /* Not HTTP at all (an SSH banner, bare HTML): fail now instead
              * of waiting for a head that never ends until the timeout. */
-            log_info("backend %s: response does not start with HTTP/", c->be->spec.name);
+            log_info("backend %s: response does not start with HTTP/", c->x->be->spec.name);
             up_failed(c, up_err_bad);
             return;
         }
         if (u->in.len > 0) {
-            int hl = http1_parse_response(buf_data(&u->in), u->in.len, &c->req, &lim, c->is_head);
+            int hl = http1_parse_response(buf_data(&u->in), u->in.len, &c->x->req, &lim, c->is_head);
             if (hl == -1) {
-                log_info("backend %s: %s", c->be->spec.name, c->req.error_reason);
+                log_info("backend %s: %s", c->x->be->spec.name, c->x->req.error_reason);
                 up_failed(c, up_err_bad);
                 return;
             }
             if (hl > 0) {
                 on_response_head(c, hl);
-                if (c->closed || c->state != CS_UPSTREAM || c->up != u)
+                if (c->closed || c->state != CS_UPSTREAM || c->x->up != u)
                     return;
                 continue;
             }
@@ -1623,7 +1677,7 @@ static void up_io_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
     }
     if (c->state == CS_UPSTREAM) {
         upstream_send(c);
-        if (c->closed || c->up != u)
+        if (c->closed || c->x->up != u)
             return;
         read_response_head(c);
         return;

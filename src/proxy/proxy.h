@@ -91,6 +91,8 @@ struct worker {
     bool draining;              /* this worker has started draining */
     struct ev_timer drain_timer;
     struct list ready;          /* queued requests handed a backend (registry lock) */
+    struct exchange *xcache[64]; /* released exchanges, reused by the next requests */
+    unsigned nxcache;
 };
 
 enum conn_state {
@@ -109,26 +111,13 @@ struct admin_req {
     bool has_auth, has_origin, has_ctype, json_ctype;
 };
 
-/* A client connection. Owned by its worker (on worker->conns); freed before
- * sleep after conn_close() put it on the graveyard. */
-struct conn {
-    struct list link;
-    struct worker *w;
-    struct ev_io io;
-    bool admin;                 /* accepted on the admin listener */
-    bool rd_ready, wr_ready;    /* edge-triggered readiness not yet consumed */
-    bool rdhup;                 /* the client closed its side: read until EOF */
-    bool client_eof;            /* read EOF: answer what is buffered, then close */
-    bool closed;
-    enum conn_state state;
-    struct buf in;              /* bytes from the client not yet consumed */
-    struct buf out;             /* bytes for the client: our heads, errors, de-chunked data */
-    struct ev_timer timer;      /* header, body, keep-alive and send deadlines */
-    struct ev_timer resume;     /* 0 ms: continue work cut short by a fairness cap */
-    int64_t head_deadline;      /* ms: absolute deadline of the current head */
-    struct net_addr peer;
-
-    /* the request being served */
+/* The request being served on a client connection and its response: parse
+ * state, body, identity (method, path, id, model), the upstream side and
+ * relay state. Allocated when a request's first bytes arrive and given back
+ * when the connection goes idle, so an idle keep-alive connection costs only
+ * its struct conn (bench measurement 3). */
+struct exchange {
+    struct conn *c;             /* owner (the gateway queue finds it from the waiter) */
     struct http1_msg req;       /* head parse state; header slices valid only during parse */
     struct buf uphead;          /* rewritten head for the upstream, without framing */
     struct buf body;            /* request body, de-chunked */
@@ -138,9 +127,6 @@ struct conn {
     enum http1_framing req_framing;
     uint64_t body_left;
     struct http1_chunked ck;
-    bool is_head;
-    bool keep_alive;            /* client wants the connection kept */
-    int minor;                  /* client's HTTP/1.<minor> */
     char method[16];
     char path[320];             /* for logs and admin routing (truncated; holds
                                  * /api/unregister/ + a 253-character name) */
@@ -168,11 +154,9 @@ struct conn {
     uint64_t resp_left;
     struct http1_chunked rck;
     bool dechunk;               /* HTTP/1.0 client: strip chunked framing */
-    bool close_after;           /* close the client connection after this response */
     bool resp_done;             /* the upstream message is complete */
     bool up_reusable;
     size_t pass;                /* validated bytes at the front of up->in to forward */
-    int status;
     uint64_t bytes_out;
     int64_t ttfb_us;
     int64_t t_sent_us;          /* request handed to the backend */
@@ -182,6 +166,35 @@ struct conn {
     bool sse;                   /* the response is text/event-stream */
     bool sse_nl;                /* the last payload byte seen was a newline */
     unsigned sse_events;        /* SSE events seen (blank-line terminated) */
+};
+
+/* A client connection. Owned by its worker (on worker->conns); freed before
+ * sleep after conn_close() put it on the graveyard. Between requests it holds
+ * no exchange (x == NULL) and, once its buffers are released, nothing else. */
+struct conn {
+    struct list link;
+    struct worker *w;
+    struct ev_io io;
+    bool admin;                 /* accepted on the admin listener */
+    bool rd_ready, wr_ready;    /* edge-triggered readiness not yet consumed */
+    bool rdhup;                 /* the client closed its side: read until EOF */
+    bool client_eof;            /* read EOF: answer what is buffered, then close */
+    bool closed;
+    /* How the current answer ends; kept here because the balancer's own
+     * error answers need them before or without a parsed request. */
+    bool is_head;
+    bool keep_alive;            /* client wants the connection kept */
+    bool close_after;           /* close the client connection after this response */
+    int minor;                  /* client's HTTP/1.<minor> */
+    int status;                 /* status of the current answer */
+    enum conn_state state;
+    struct buf in;              /* bytes from the client not yet consumed */
+    struct buf out;             /* bytes for the client: our heads, errors, de-chunked data */
+    struct ev_timer timer;      /* header, body, keep-alive and send deadlines */
+    struct ev_timer resume;     /* 0 ms: continue work cut short by a fairness cap */
+    int64_t head_deadline;      /* ms: absolute deadline of the current head */
+    struct exchange *x;         /* the request in progress, NULL between requests */
+    struct net_addr peer;
 };
 
 /* An upstream connection: leased to one conn, or idle in its backend's pool

@@ -90,13 +90,16 @@ void worker_log_access(struct conn *c, const char *backend)
     gmtime_r(&now.tv_sec, &tm);
     strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
     net_addr_str(&c->peer, peer, sizeof(peer));
-    int64_t dur = c->t0_us ? util_now_us() - c->t0_us : 0;
+    /* An answer made before any request byte was parsed has no exchange. */
+    static const struct exchange none;
+    const struct exchange *x = c->x ? c->x : &none;
+    int64_t dur = x->t0_us ? util_now_us() - x->t0_us : 0;
     buf_printf(&w->alog,
                "%s %s \"%s %s HTTP/1.%d\" %d %llu backend=%s tries=%u ttfb_ms=%.3f "
                "duration_ms=%.3f rid=%s%s\n",
-               ts, peer, c->method[0] ? c->method : "-", c->path[0] ? c->path : "-", c->minor,
-               c->status, (unsigned long long)c->bytes_out, backend, c->ntried + 1,
-               (double)c->ttfb_us / 1000.0, (double)dur / 1000.0, c->rid[0] ? c->rid : "-",
+               ts, peer, x->method[0] ? x->method : "-", x->path[0] ? x->path : "-", c->minor,
+               c->status, (unsigned long long)x->bytes_out, backend, x->ntried + 1,
+               (double)x->ttfb_us / 1000.0, (double)dur / 1000.0, x->rid[0] ? x->rid : "-",
                c->admin ? " admin" : "");
 }
 
@@ -177,7 +180,7 @@ static void wake_cb(struct ev_loop *loop, void *data)
     while (!list_empty(&ready)) {
         struct reg_waiter *wt = list_entry(ready.next, struct reg_waiter, link);
         list_del(&wt->link);
-        conn_dequeued(list_entry(wt, struct conn, waiter));
+        conn_dequeued(list_entry(wt, struct exchange, waiter)->c);
     }
     if (atomic_load(&w->srv->draining))
         start_drain(w);
@@ -268,6 +271,8 @@ void *worker_main(void *arg)
 
 void worker_free(struct worker *w)
 {
+    while (w->nxcache > 0)
+        free(w->xcache[--w->nxcache]);
     ev_loop_free(w->loop);
     w->loop = NULL;
 }
