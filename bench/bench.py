@@ -830,7 +830,12 @@ def summary(m1, m2, m3, m4, m5, m6, m7):
     F = lambda v: fmt(v)
     F2 = lambda v: "%.2f" % v
     F3 = lambda v: "%.3f" % v
-    row("1 small POST req/s", {k: m1[k]["rps"] for k in PEERS}, False, F, ">= 1.10", 1.10, m1["direct"]["rps"])
+    # Every proxied request also costs the load generator and the backend
+    # their CPU 1 time, so no proxy can beat the direct rate: direct / the
+    # faster peer is the highest ratio reachable in this run.
+    ceiling = m1["direct"]["rps"] / max(m1["nginx"]["rps"], m1["haproxy"]["rps"])
+    row("1 small POST req/s", {k: m1[k]["rps"] for k in PEERS}, False, F, ">= 1.10 (max %.2f)" % ceiling, 1.10,
+        m1["direct"]["rps"])
     row("1 proxy CPU us/req", {k: m1[k]["cpu_us_per_req"] for k in PEERS}, True, F, "<= 0.90", 0.90)
     row("1 p50 latency ms", {k: m1[k]["p50_ms"] for k in PEERS}, True, F3, "(info)", 99, m1["direct"]["p50_ms"])
     row("1 p99 latency ms", {k: m1[k]["p99_ms"] for k in PEERS}, True, F3, "<= 1.00", 1.0, m1["direct"]["p99_ms"])
@@ -846,7 +851,8 @@ def summary(m1, m2, m3, m4, m5, m6, m7):
     row("3 KiB per slow stream (%d held)" % min(held.values()), {k: med3[k]["stream"] for k in PEERS}, True, F2,
         "< HAProxy", 1e9)
     rows[-1][-1] = "yes" if med3["llamalb"]["stream"] < med3["haproxy"]["stream"] else "NO"
-    row("3 KiB per idle keep-alive conn", {k: med3[k]["idle"] for k in PEERS}, True, F2, "(info)", 1e9)
+    row("3 KiB per idle keep-alive conn", {k: med3[k]["idle"] for k in PEERS}, True, F2, "< HAProxy", 1e9)
+    rows[-1][-1] = "yes" if med3["llamalb"]["idle"] < med3["haproxy"]["idle"] else "NO"
     r1 = m4[1024]["llamalb"]["rps"] / m1["llamalb"]["rps"]
     rows.append(["4 model routing 1 KiB, x meas. 1", F2(r1),
                  F2(m4[1024]["nginx"]["rps"] / m1["nginx"]["rps"]) + "*",
@@ -886,6 +892,10 @@ def summary(m1, m2, m3, m4, m5, m6, m7):
     table("Summary (medians; ratio = llamalb / the better of nginx and HAProxy; * nginx cannot route by body, "
           "it only proxies)", ["measurement", "llamalb", "nginx", "haproxy", "direct", "ratio", "target", "met"],
           rows)
+    say("(max) in row 1: the direct rate over the faster peer's. wrk and the backend share CPU 1 and spend "
+        "the same time per request behind any proxy, so no proxy can exceed the direct rate; when max is "
+        "under 1.10 the req/s target cannot be met in this run, and CPU per request is the figure that "
+        "separates the proxies.")
     RESULTS["summary"] = {"header": ["measurement", "llamalb", "nginx", "haproxy", "direct", "ratio", "target",
                                      "met"], "rows": rows}
     return rows
