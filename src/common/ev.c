@@ -154,7 +154,7 @@ static void sift_up(struct ev_loop *loop, size_t i)
     struct ev_timer *t = loop->heap[i];
     while (i > 0) {
         size_t parent = (i - 1) / 2;
-        if (loop->heap[parent]->deadline <= t->deadline)
+        if (loop->heap[parent]->_key <= t->_key)
             break;
         heap_set(loop, i, loop->heap[parent]);
         i = parent;
@@ -167,12 +167,12 @@ static void sift_down(struct ev_loop *loop, size_t i)
     struct ev_timer *t = loop->heap[i];
     for (;;) {
         size_t l = 2 * i + 1, r = l + 1, m = i;
-        int64_t best = t->deadline;
-        if (l < loop->nheap && loop->heap[l]->deadline < best) {
+        int64_t best = t->_key;
+        if (l < loop->nheap && loop->heap[l]->_key < best) {
             m = l;
-            best = loop->heap[l]->deadline;
+            best = loop->heap[l]->_key;
         }
-        if (r < loop->nheap && loop->heap[r]->deadline < best)
+        if (r < loop->nheap && loop->heap[r]->_key < best)
             m = r;
         if (m == i)
             break;
@@ -202,19 +202,18 @@ void ev_timer_at(struct ev_loop *loop, struct ev_timer *t, int64_t deadline, ev_
     t->cb = cb;
     t->data = data;
     if (t->_heap_idx != 0) {
-        int64_t old = t->deadline;
         t->deadline = deadline;
-        if (deadline < old)
+        if (deadline < t->_key) {
+            t->_key = deadline;
             sift_up(loop, t->_heap_idx - 1);
-        else if (deadline > old)
-            sift_down(loop, t->_heap_idx - 1);
-        return;
+        }
+        return; /* later: re-filed when the old key comes due */
     }
     if (loop->nheap == loop->capheap) {
         loop->capheap = loop->capheap ? loop->capheap * 2 : 64;
         loop->heap = xrealloc(loop->heap, loop->capheap * sizeof(*loop->heap));
     }
-    t->deadline = deadline;
+    t->deadline = t->_key = deadline;
     heap_set(loop, loop->nheap++, t);
     sift_up(loop, loop->nheap - 1);
 }
@@ -235,8 +234,13 @@ static void run_timers(struct ev_loop *loop)
     for (int round = 0; round < EV_TIMER_ROUNDS && loop->nheap > 0; round++) {
         int64_t now = loop->now;
         size_t fired = 0;
-        while (loop->nheap > 0 && loop->heap[0]->deadline <= now && fired < 4096) {
+        while (loop->nheap > 0 && loop->heap[0]->_key <= now && fired < 4096) {
             struct ev_timer *t = loop->heap[0];
+            if (t->deadline > now) { /* pushed back since it was filed */
+                t->_key = t->deadline;
+                sift_down(loop, 0);
+                continue;
+            }
             ev_timer_stop(loop, t);
             t->cb(loop, t);
             fired++;
@@ -282,7 +286,7 @@ int ev_run(struct ev_loop *loop)
             break;
         int timeout = -1;
         if (loop->nheap > 0) {
-            int64_t d = loop->heap[0]->deadline - util_now_ms();
+            int64_t d = loop->heap[0]->_key - util_now_ms();
             timeout = d <= 0 ? 0 : (d > 60000 ? 60000 : (int)d);
         }
         int r = backend_poll(loop, &loop->backend, timeout);

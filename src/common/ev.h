@@ -40,9 +40,15 @@ struct ev_io {
     void *data;      /* owner's pointer, free for the callback's use */
 };
 
-/* A one-shot timer, embedded in its owner. A zeroed struct is unarmed. */
+/* A one-shot timer, embedded in its owner. A zeroed struct is unarmed.
+ * Re-arming an armed timer to a later deadline (the common case: a
+ * connection's idle deadline pushed back after each request) only records
+ * the deadline; the heap keeps the earlier key until that key comes due,
+ * and the timer is then re-filed instead of fired (nginx and libev's
+ * periodic timers do the same to spare the heap). */
 struct ev_timer {
     int64_t deadline;  /* ms on the loop clock */
+    int64_t _key;      /* heap position key: <= deadline */
     size_t _heap_idx;  /* 1-based position in the heap, 0 when unarmed */
     ev_timer_cb *cb;
     void *data;

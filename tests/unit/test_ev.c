@@ -459,11 +459,82 @@ static void test_clock(void)
     ok(1, "ev_loop_free(NULL) is a no-op");
 }
 
+/* Pushing an armed timer back only records the new deadline (ev.h); the
+ * heap re-files it when the old key comes due. It must still fire once, at
+ * the new deadline, and a stop after a push must still cancel it. */
+static int push_calls;
+static int64_t push_fired_at;
+static void push_cb(struct ev_loop *loop, struct ev_timer *t)
+{
+    UNUSED(t);
+    push_calls++;
+    push_fired_at = ev_now(loop);
+}
+
+static void stop_loop_cb(struct ev_loop *loop, struct ev_timer *t)
+{
+    UNUSED(t);
+    ev_loop_stop(loop);
+}
+
+static int push_ticks;
+static void push_again_cb(struct ev_loop *loop, struct ev_timer *t)
+{
+    struct ev_timer *pushed = t->data;
+    /* Each tick pushes the timer 30 ms further: its filed key keeps coming
+     * due and it must be re-filed, never fired. */
+    ev_timer_start(loop, pushed, 30, push_cb, NULL);
+    if (++push_ticks < 100) /* bounded */
+        ev_timer_start(loop, t, 10, push_again_cb, pushed);
+}
+
+static void test_timer_pushback(void)
+{
+    struct ev_loop *loop = ev_loop_new();
+    struct ev_timer a = {0}, stopper = {0};
+    push_calls = 0;
+    int64_t t0 = ev_now(loop);
+    ev_timer_start(loop, &a, 10, push_cb, NULL);
+    ev_timer_start(loop, &a, 40, push_cb, NULL); /* pushed back before its key */
+    ev_timer_start(loop, &stopper, 80, stop_loop_cb, NULL);
+    ev_run(loop);
+    ok(push_calls == 1 && push_fired_at - t0 >= 40,
+       "push back: fires once, not before the new deadline (%d calls, after %lld ms)", push_calls,
+       (long long)(push_fired_at - t0));
+    check_empty(loop, "push back");
+
+    /* Pushed back, then stopped: the stale key must not fire it. */
+    push_calls = 0;
+    ev_timer_start(loop, &a, 10, push_cb, NULL);
+    ev_timer_start(loop, &a, 30, push_cb, NULL);
+    ev_timer_stop(loop, &a);
+    ev_timer_start(loop, &stopper, 50, stop_loop_cb, NULL);
+    ev_run(loop);
+    is_int(push_calls, 0, "push back then stop: never fires");
+    check_empty(loop, "push back then stop");
+
+    /* Repeatedly pushed while its filed key keeps coming due. */
+    struct ev_timer ticker = {0};
+    push_calls = push_ticks = 0;
+    ev_timer_start(loop, &a, 30, push_cb, NULL);
+    ev_timer_start(loop, &ticker, 10, push_again_cb, &a);
+    ev_timer_start(loop, &stopper, 60, stop_loop_cb, NULL);
+    ev_run(loop);
+    ev_timer_stop(loop, &ticker);
+    ev_timer_stop(loop, &a);
+    ok(push_calls == 0 && push_ticks >= 3,
+       "push back: a timer pushed on every tick never fires (%d ticks, %d fired)", push_ticks,
+       push_calls);
+    check_empty(loop, "push back ticking");
+    ev_loop_free(loop);
+}
+
 int main(void)
 {
     alarm(30);
     test_timer_order();
     test_timer_rearm();
+    test_timer_pushback();
     test_timer_stop();
     test_many_timers();
     test_fd_readiness();
