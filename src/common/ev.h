@@ -45,7 +45,8 @@ struct ev_io {
  * connection's idle deadline pushed back after each request) only records
  * the deadline; the heap keeps the earlier key until that key comes due,
  * and the timer is then re-filed instead of fired (nginx and libev's
- * periodic timers do the same to spare the heap). */
+ * periodic timers do the same to spare the heap). Timers due in the same
+ * iteration fire in filing-key order, not strictly by deadline. */
 struct ev_timer {
     int64_t deadline;  /* ms on the loop clock */
     int64_t _key;      /* heap position key: <= deadline */

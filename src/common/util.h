@@ -39,11 +39,12 @@ int64_t util_now_us(void);
 /* Wall clock in seconds since the epoch. */
 int64_t util_wall_s(void);
 
-/* Parses a whole decimal number in [<min>, <max>] from <s>. Returns 0 and
- * stores it in <*out>, or -EINVAL. No sign, no spaces, no trailing bytes. */
 /* Writes <v> in decimal to <out> (no terminator); returns the length. */
 #define UTIL_U64_DIGITS 20
 size_t util_fmt_u64(char out[UTIL_U64_DIGITS], uint64_t v);
+
+/* Parses a whole decimal number in [<min>, <max>] from <s>. Returns 0 and
+ * stores it in <*out>, or -EINVAL. No sign, no spaces, no trailing bytes. */
 int util_parse_u64(const char *s, size_t len, uint64_t min, uint64_t max, uint64_t *out);
 
 /* Parses a duration such as "10s", "250ms", "2m" or a bare number of

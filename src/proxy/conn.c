@@ -578,6 +578,10 @@ static void reset_request(struct conn *c)
     c->x->events = 0;
     c->x->sse = c->x->sse_nl = false;
     c->x->sse_events = 0;
+    /* A pipelined request that fails before its head is parsed must not
+     * be logged under the previous one's method, path, id and start. */
+    c->x->method[0] = c->x->path[0] = c->x->rid[0] = '\0';
+    c->x->t0_us = 0;
 }
 
 static uint64_t hash_bytes(const char *p, size_t n)

@@ -6,12 +6,15 @@ than 64 relay rounds stalled forever on a fast client; a request followed by
 a half-close was dropped unanswered; an early error answer was lost to a
 TCP reset over unread request bytes; a pooled upstream connection that had
 only part of its request sent was reused; the backend's stream-idle timer
-ran while the relay waited on a slow client."""
+ran while the relay waited on a slow client; a pipelined request refused
+before its head was parsed was logged under the previous request's line."""
+import os
 import socket
+import tempfile
 import time
 
 from harness import (FakeBackend, connect, deadline, done, is_, lb, ok, parse_response, raw,
-                     read_until_close, request, serve_loop, sim)
+                     read_until_close, request, serve_loop, sim, wait_for)
 
 deadline(120)
 s = sim(name="m")
@@ -111,4 +114,27 @@ while got < big + 40 and time.time() - t0 < 15:
         time.sleep(0.05)  # read slowly for 2.5 s: longer than the idle timeout
 ok(got >= big, "a slow reader gets the whole response past --stream-idle-timeout (%d bytes)" % got)
 c.close()
+
+# -- the access log line of a pipelined request that fails to parse is its own
+logdir = tempfile.mkdtemp(prefix="llamalb-t41-")
+logpath = os.path.join(logdir, "access.log")
+p6 = lb("--backend", "m=%s" % s.addr, "--default-max-inflight", "0", "--access-log", logpath)
+out = raw(p6.addr, b"GET /v1/models?first HTTP/1.1\r\nHost: x\r\nX-Request-Id: first-rid\r\n\r\n"
+          b"GET /bad path HTTP/1.1\r\n\r\n", timeout=5)
+ok(out.startswith(b"HTTP/1.1 200") and b"HTTP/1.1 400" in out, "pipelined: 200, then 400 for the bad line")
+
+
+def log_lines():
+    with open(logpath) as f:
+        return f.read().splitlines()
+
+
+wait_for(lambda: len(log_lines()) >= 2, timeout=5)
+lines = log_lines()
+ok(len(lines) == 2 and "/v1/models?first" in lines[0] and "rid=first-rid" in lines[0],
+   "the first request is logged with its path and id (%r)" % lines[:1])
+ok(len(lines) == 2 and " 400 " in lines[1] and "first" not in lines[1] and '"- - HTTP' in lines[1],
+   "the refused one is logged without the first one's method, path or id (%r)" % lines[1:])
+os.unlink(logpath)
+os.rmdir(logdir)
 done()
