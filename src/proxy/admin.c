@@ -280,6 +280,13 @@ static void do_metrics(struct conn *c)
                    "# HELP llamalb_aborted_total Responses cut short (client left or upstream "
                    "died mid-response).\n# TYPE llamalb_aborted_total counter\n"
                    "llamalb_aborted_total %llu\n"
+                   "# HELP llamalb_upstream_connects_total Upstream connections opened (a low "
+                   "count against requests means the pools work).\n"
+                   "# TYPE llamalb_upstream_connects_total counter\n"
+                   "llamalb_upstream_connects_total %llu\n"
+                   "# HELP llamalb_upstream_reuses_total Requests sent on a pooled upstream "
+                   "connection.\n# TYPE llamalb_upstream_reuses_total counter\n"
+                   "llamalb_upstream_reuses_total %llu\n"
                    "# HELP llamalb_admin_changes_total Registry changes through the admin API.\n"
                    "# TYPE llamalb_admin_changes_total counter\nllamalb_admin_changes_total %llu\n"
                    "# HELP llamalb_admin_auth_failures_total Admin requests refused for a bad "
@@ -287,6 +294,8 @@ static void do_metrics(struct conn *c)
                    "llamalb_admin_auth_failures_total %llu\n",
                (unsigned long long)atomic_load(&s->stats.no_backend),
                (unsigned long long)atomic_load(&s->stats.aborted_streams),
+               (unsigned long long)atomic_load(&s->stats.up_connects),
+               (unsigned long long)atomic_load(&s->stats.up_reuses),
                (unsigned long long)atomic_load(&s->stats.admin_changes),
                (unsigned long long)atomic_load(&s->stats.admin_auth_failures));
     buf_printf(&b, "# HELP llamalb_queue_length Requests waiting for a free backend.\n"

@@ -49,6 +49,8 @@ struct server_stats {
     atomic_uint_fast64_t local_errors[600]; /* responses the balancer made itself, by status */
     atomic_uint_fast64_t no_backend;        /* 503: nothing eligible */
     atomic_uint_fast64_t aborted_streams;   /* client left, or upstream died mid-response */
+    atomic_uint_fast64_t up_connects;       /* upstream connections opened */
+    atomic_uint_fast64_t up_reuses;         /* requests sent on a pooled connection */
     atomic_uint_fast64_t admin_changes;
     atomic_uint_fast64_t admin_auth_failures;
 };

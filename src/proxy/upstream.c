@@ -30,8 +30,10 @@ struct upconn *up_lease(struct worker *w, struct backend *b, bool fresh_only, in
         ev_timer_stop(w->loop, &u->timer);
         u->reused = true;
         u->uses++;
+        atomic_fetch_add_explicit(&w->srv->stats.up_reuses, 1, memory_order_relaxed);
         return u;
     }
+    atomic_fetch_add_explicit(&w->srv->stats.up_connects, 1, memory_order_relaxed);
     int fd = net_connect(&b->addr);
     if (fd < 0) {
         *err = fd;

@@ -84,6 +84,10 @@ is_(per, {"a": 3.0, "b": 3.0}, "per-backend request counters: 3 and 3")
 is_(val("llamalb_backend_requests_total", backend="a", code="2xx"), 3.0, "per-backend 2xx counter")
 ok((val("llamalb_local_responses_total", status="400") or 0) >= 3, "local 400s counted")
 ok((val("llamalb_requests_total") or 0) >= 6, "requests_total counts the requests")
+conns, reuses = val("llamalb_upstream_connects_total"), val("llamalb_upstream_reuses_total")
+ok(conns is not None and reuses is not None and conns + reuses == 6 and conns >= 2 and reuses >= 1,
+   "every proxied request either opened or reused an upstream connection (%s opened, %s reused)"
+   % (conns, reuses))
 is_(val("llamalb_backend_up", backend="a"), 1.0, "backend a up")
 ok(val("llamalb_up") == 1.0, "llamalb_up 1")
 r = admin_request(p, "GET", "/metrics")
