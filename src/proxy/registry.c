@@ -53,14 +53,17 @@ void reg_deinit(struct registry *r)
     free(r->v);
     free(r->files);
     ix_free(r->ix);
+    free(r->names);
     r->v = NULL;
     r->files = NULL;
     r->ix = NULL;
+    r->names = NULL;
     r->n = r->cap = 0;
     pthread_mutex_destroy(&r->lock);
 }
 
 static void kick_locked(struct registry *r, int64_t now);
+static const struct reg_index *ix_get(struct registry *r);
 static struct model_stats *model_slot(struct registry *r, const char *model);
 
 /* ---------------------------------------------------------------- specs */
@@ -172,6 +175,113 @@ bad:
     return -EINVAL;
 }
 
+/* ---------------------------------------------------------------- names */
+
+/* Backends by name. Registering, updating and unregistering one backend
+ * looks its name up, and so does a pinned pick; a PUT matches every name
+ * of the set against its services. A scan or a pairwise match would make
+ * those O(n) and O(n * m) string compares under the lock every worker
+ * takes to pick, so the set keeps an open-addressed table of its names,
+ * changed along with r->v by every update. Cells keep the name's hash so
+ * that probes and deletions rarely touch a backend. */
+struct reg_name_cell {
+    uint32_t hash; /* low 32 bits of str_hash(name) */
+    unsigned slot; /* v index + 1; 0 = empty */
+};
+
+static uint64_t str_hash(const char *s)
+{
+    uint64_t h = 0xcbf29ce484222325ULL; /* FNV-1a */
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 0x100000001b3ULL;
+    return h;
+}
+
+/* A power of two at least twice <n>: open-addressed tables stay at most
+ * half full, so probes stay short. */
+static unsigned table_size(unsigned n)
+{
+    unsigned size = 16;
+    while (size < 2 * n)
+        size *= 2;
+    return size;
+}
+
+/* The cell holding <name> (hash <h>), or the empty cell where it would go.
+ * Lock held; the table exists. */
+static unsigned names_cell(const struct registry *r, const char *name, uint32_t h)
+{
+    unsigned c = h & r->names_mask;
+    for (; r->names[c].slot != 0; c = (c + 1) & r->names_mask)
+        if (r->names[c].hash == h && strcmp(r->v[r->names[c].slot - 1]->spec.name, name) == 0)
+            break;
+    return c;
+}
+
+/* The v index of the backend named <name>, or -1. Lock held. */
+static int names_find(const struct registry *r, const char *name)
+{
+    if (r->names == NULL)
+        return -1;
+    unsigned slot = r->names[names_cell(r, name, (uint32_t)str_hash(name))].slot;
+    return (int)slot - 1;
+}
+
+/* Files v index <i>, whose name is not in the table yet. */
+static void names_put(struct registry *r, unsigned i)
+{
+    uint32_t h = r->v[i]->name_hash;
+    unsigned c = h & r->names_mask;
+    while (r->names[c].slot != 0)
+        c = (c + 1) & r->names_mask;
+    r->names[c] = (struct reg_name_cell){.hash = h, .slot = i + 1};
+}
+
+/* Makes the table anew from r->v: after a PUT, whose updates move most
+ * backends to another index, or to grow it. Uses the hashes kept in the
+ * backends, so no name is hashed again. Lock held. */
+static void names_rebuild(struct registry *r)
+{
+    free(r->names);
+    r->names_mask = table_size(r->n) - 1;
+    r->names = xcalloc(r->names_mask + 1, sizeof(*r->names));
+    for (unsigned i = 0; i < r->n; i++)
+        names_put(r, i);
+}
+
+/* Files the backend just pushed at index r->n - 1. Lock held. */
+static void names_add(struct registry *r)
+{
+    if (r->names == NULL || 2 * r->n > r->names_mask + 1)
+        names_rebuild(r); /* includes the new one */
+    else
+        names_put(r, r->n - 1);
+}
+
+/* Forgets v index <i> before the backends after it move down one place:
+ * the cell is emptied by shifting back the entries probed past it (no
+ * tombstones to grow the probes), then every later index is renumbered,
+ * an O(table) pass over integers like the memmove of r->v it goes with.
+ * Lock held. */
+static void names_del(struct registry *r, unsigned i)
+{
+    const unsigned mask = r->names_mask;
+    unsigned hole = names_cell(r, r->v[i]->spec.name, r->v[i]->name_hash);
+    for (unsigned c = (hole + 1) & mask; r->names[c].slot != 0; c = (c + 1) & mask) {
+        /* An entry may fill the hole only if the hole lies between its
+         * home cell and where it sits: else a probe would miss it. */
+        unsigned home = r->names[c].hash & mask;
+        if (((c - home) & mask) >= ((c - hole) & mask)) {
+            r->names[hole] = r->names[c];
+            hole = c;
+        }
+    }
+    r->names[hole] = (struct reg_name_cell){0};
+    for (unsigned c = 0; c <= mask; c++)
+        if (r->names[c].slot > i + 1)
+            r->names[c].slot--;
+}
+
 /* ---------------------------------------------------------------- updates */
 
 static struct backend *backend_new(struct registry *r, const struct backend_spec *s,
@@ -179,6 +289,7 @@ static struct backend *backend_new(struct registry *r, const struct backend_spec
 {
     struct backend *b = xcalloc(1, sizeof(*b));
     b->spec = *s;
+    b->name_hash = (uint32_t)str_hash(s->name);
     b->addr = *addr;
     b->source = src;
     b->cap = s->max_inflight_set ? s->max_inflight : r->default_cap;
@@ -188,14 +299,6 @@ static struct backend *backend_new(struct registry *r, const struct backend_spec
     for (unsigned i = 0; i < r->nworkers; i++)
         list_init(&b->pools[i].idle);
     return b;
-}
-
-static int find(struct registry *r, const char *name)
-{
-    for (unsigned i = 0; i < r->n; i++)
-        if (strcmp(r->v[i]->spec.name, name) == 0)
-            return (int)i;
-    return -1;
 }
 
 static void retire(struct backend *b)
@@ -236,15 +339,16 @@ int reg_upsert(struct registry *r, const struct backend_spec *s, enum reg_source
     if (reg_spec_check(s, &addr, err) != 0)
         return -EINVAL;
     pthread_mutex_lock(&r->lock);
-    int i = find(r, s->name), ret;
+    int i = names_find(r, s->name), ret;
     if (i >= 0) {
-        update_slot(r, (unsigned)i, s, &addr, src);
+        update_slot(r, (unsigned)i, s, &addr, src); /* same name: the table holds */
         ret = 1;
     } else if (r->n >= REG_MAX_BACKENDS) {
         snprintf(err, NET_ERR_LEN, "too many backends (%d)", REG_MAX_BACKENDS);
         ret = -ENOSPC;
     } else {
         push(r, backend_new(r, s, &addr, src));
+        names_add(r);
         ret = 0;
     }
     atomic_fetch_add(&r->version, 1);
@@ -257,12 +361,13 @@ int reg_upsert(struct registry *r, const struct backend_spec *s, enum reg_source
 int reg_remove(struct registry *r, const char *name)
 {
     pthread_mutex_lock(&r->lock);
-    int i = find(r, name);
+    int i = names_find(r, name);
     if (i < 0) {
         pthread_mutex_unlock(&r->lock);
         return -ENOENT;
     }
     struct backend *b = r->v[i];
+    names_del(r, (unsigned)i);
     memmove(&r->v[i], &r->v[i + 1], (r->n - (unsigned)i - 1) * sizeof(*r->v));
     r->n--;
     atomic_fetch_add(&r->version, 1);
@@ -271,46 +376,65 @@ int reg_remove(struct registry *r, const char *name)
     return 0;
 }
 
+/* The services of a PUT by name, built before the lock is taken: an
+ * open-addressed table of spec index + 1 over <specs>. */
+struct spec_names {
+    struct reg_name_cell *cells; /* slot = spec index + 1 */
+    unsigned mask;
+};
+
+/* The index of the spec named <name> (hash <h>) in <t>, or -1. */
+static int spec_find(const struct spec_names *t, const struct backend_spec *specs,
+                     const char *name, uint32_t h)
+{
+    for (unsigned c = h & t->mask; t->cells[c].slot != 0; c = (c + 1) & t->mask)
+        if (t->cells[c].hash == h && strcmp(specs[t->cells[c].slot - 1].name, name) == 0)
+            return (int)t->cells[c].slot - 1;
+    return -1;
+}
+
 int reg_replace(struct registry *r, enum reg_source src, const struct backend_spec *specs,
                 unsigned n, uint64_t generation, char *err)
 {
+    /* Everything that needs no lock is done first: validation, and the
+     * table of service names that the set is matched against. Errors come
+     * in service order, as a pairwise check would find them. */
     struct net_addr *addrs = xcalloc(n ? n : 1, sizeof(*addrs));
+    struct spec_names t = {.mask = table_size(n) - 1};
+    t.cells = xcalloc(t.mask + 1, sizeof(*t.cells));
     for (unsigned i = 0; i < n; i++) {
-        if (reg_spec_check(&specs[i], &addrs[i], err) != 0) {
-            free(addrs);
-            return -EINVAL;
+        if (reg_spec_check(&specs[i], &addrs[i], err) != 0)
+            goto invalid;
+        uint32_t h = (uint32_t)str_hash(specs[i].name);
+        if (spec_find(&t, specs, specs[i].name, h) >= 0) {
+            snprintf(err, NET_ERR_LEN, "duplicate backend name '%.64s'", specs[i].name);
+            goto invalid;
         }
-        for (unsigned j = 0; j < i; j++) {
-            if (strcmp(specs[i].name, specs[j].name) == 0) {
-                snprintf(err, NET_ERR_LEN, "duplicate backend name '%.64s'", specs[i].name);
-                free(addrs);
-                return -EINVAL;
-            }
-        }
+        unsigned c = h & t.mask;
+        while (t.cells[c].slot != 0)
+            c = (c + 1) & t.mask;
+        t.cells[c] = (struct reg_name_cell){.hash = h, .slot = i + 1};
     }
     pthread_mutex_lock(&r->lock);
     if (generation != 0 && generation < r->generation) {
         snprintf(err, NET_ERR_LEN, "stale generation %llu: already at %llu",
                  (unsigned long long)generation, (unsigned long long)r->generation);
         pthread_mutex_unlock(&r->lock);
+        free(t.cells);
         free(addrs);
         return -ESTALE;
     }
     if (generation != 0)
         r->generation = generation;
     /* Keep backends of other sources; for this source, update those named
-     * in <specs>, retire the rest, then add the new ones. */
+     * in <specs>, retire the rest, then add the new ones. A name in <specs>
+     * updates the backend of that name whatever its source, as it always
+     * has; names are unique in the set, so each spec matches at most one. */
     unsigned w = 0;
     bool *used = xcalloc(n ? n : 1, sizeof(*used));
     for (unsigned i = 0; i < r->n; i++) {
         struct backend *b = r->v[i];
-        int k = -1;
-        for (unsigned j = 0; j < n; j++) {
-            if (!used[j] && strcmp(specs[j].name, b->spec.name) == 0) {
-                k = (int)j;
-                break;
-            }
-        }
+        int k = spec_find(&t, specs, b->spec.name, b->name_hash);
         if (k >= 0) {
             used[k] = true;
             r->v[w] = b;
@@ -326,14 +450,25 @@ int reg_replace(struct registry *r, enum reg_source src, const struct backend_sp
     for (unsigned j = 0; j < n; j++)
         if (!used[j])
             push(r, backend_new(r, &specs[j], &addrs[j], src));
+    names_rebuild(r);
     atomic_fetch_add(&r->version, 1);
+    /* The watcher sends a PUT for every cluster change: build the pick
+     * index now, in the admin request, rather than in the next worker's
+     * pick. Single updates leave it to the next pick instead, so that a
+     * burst of them pays for one rebuild. */
+    ix_get(r);
     if (r->nwaiting > 0)
         kick_locked(r, util_now_ms());
     unsigned total = r->n;
     pthread_mutex_unlock(&r->lock);
     free(used);
+    free(t.cells);
     free(addrs);
     return (int)total;
+invalid:
+    free(t.cells);
+    free(addrs);
+    return -EINVAL;
 }
 
 unsigned reg_count(struct registry *r)
@@ -347,14 +482,15 @@ unsigned reg_count(struct registry *r)
 /* ---------------------------------------------------------------- pick index */
 
 /* What a pick needs so as not to scan the whole set: running weight totals
- * (a draw in proportion to weight is a binary search), backends by name (a
- * pinned request) and backends by model (a routed request). Every list is
- * in set order, so a scan of a model's list meets its backends in the
- * order a scan of the whole set would, and small-set picks stay exactly
- * what they were. The index depends only on names, weights and model
- * lists; it is rebuilt on the first pick after <version> moves, and what
- * changes between two versions (health, caps, load, slow start) is read
- * live at every pick. Guarded by the registry lock. */
+ * (a draw in proportion to weight is a binary search) and backends by
+ * model (a routed request); a pinned request uses the name table, which
+ * every change keeps current (see "names" above). Every list is in set
+ * order, so a scan of a model's list meets its backends in the order a
+ * scan of the whole set would, and small-set picks stay exactly what they
+ * were. The index depends only on weights and model lists; it is rebuilt
+ * on the first pick after <version> moves (a PUT rebuilds it at once),
+ * and what changes between two versions (health, caps, load, slow start)
+ * is read live at every pick. Guarded by the registry lock. */
 struct ix_model {
     const char *name;      /* into a backend's spec or probed list (valid for this version) */
     unsigned first, n;     /* its slice of members[] and member_cum[] */
@@ -364,8 +500,6 @@ struct ix_model {
 struct reg_index {
     uint64_t built;        /* r->version + 1 it was built for; 0 = never */
     uint64_t *cum;         /* cum[i] = weight of v[0] + ... + v[i] */
-    unsigned *by_name;     /* open addressing on the name: v index + 1, 0 = empty */
-    unsigned name_mask;
     struct ix_model *models; /* every distinct served model, by first appearance */
     unsigned nmodels;
     unsigned *by_model;    /* open addressing on the model name: models index + 1 */
@@ -379,30 +513,11 @@ static void ix_free(struct reg_index *ix)
     if (ix == NULL)
         return;
     free(ix->cum);
-    free(ix->by_name);
     free(ix->models);
     free(ix->by_model);
     free(ix->members);
     free(ix->member_cum);
     free(ix);
-}
-
-static uint64_t str_hash(const char *s)
-{
-    uint64_t h = 0xcbf29ce484222325ULL; /* FNV-1a */
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 0x100000001b3ULL;
-    return h;
-}
-
-/* A power of two at least twice <n>: open-addressed tables stay at most
- * half full, so probes stay short. */
-static unsigned table_size(unsigned n)
-{
-    unsigned size = 16;
-    while (size < 2 * n)
-        size *= 2;
-    return size;
 }
 
 /* The models <b> serves as reg_serves() sees them: its own list, or the
@@ -426,8 +541,6 @@ static struct reg_index *ix_build(const struct registry *r)
 {
     struct reg_index *ix = xcalloc(1, sizeof(*ix));
     ix->cum = xmalloc((r->n ? r->n : 1) * sizeof(*ix->cum));
-    ix->name_mask = table_size(r->n) - 1;
-    ix->by_name = xcalloc(ix->name_mask + 1, sizeof(*ix->by_name));
     uint64_t total = 0;
     unsigned entries = 0;
     for (unsigned i = 0; i < r->n; i++) {
@@ -436,10 +549,6 @@ static struct reg_index *ix_build(const struct registry *r)
         total += b->spec.weight;
         ix->cum[i] = total;
         entries += served(b, &list);
-        unsigned h = (unsigned)str_hash(b->spec.name) & ix->name_mask;
-        while (ix->by_name[h] != 0) /* names are unique in the set */
-            h = (h + 1) & ix->name_mask;
-        ix->by_name[h] = i + 1;
     }
 
     /* Models: count each model's backends (a backend listing a model twice
@@ -497,16 +606,6 @@ static const struct reg_index *ix_get(struct registry *r)
         r->ix = ix_build(r);
     }
     return r->ix;
-}
-
-/* The v index of the backend named <name>, or -1. */
-static int ix_find_name(const struct registry *r, const struct reg_index *ix, const char *name)
-{
-    for (unsigned h = (unsigned)str_hash(name) & ix->name_mask; ix->by_name[h] != 0;
-         h = (h + 1) & ix->name_mask)
-        if (strcmp(r->v[ix->by_name[h] - 1]->spec.name, name) == 0)
-            return (int)ix->by_name[h] - 1;
-    return -1;
 }
 
 /* ---------------------------------------------------------------- picking */
@@ -579,7 +678,7 @@ static int scope_of(struct registry *r, const struct reg_req *q, struct scope *s
 {
     const struct reg_index *ix = ix_get(r);
     if (q->pin != NULL) {
-        int i = ix_find_name(r, ix, q->pin);
+        int i = names_find(r, q->pin);
         if (i >= 0 && r->v[i]->spec.weight > 0) {
             s->one = (unsigned)i;
             s->one_cum = r->v[i]->spec.weight;

@@ -11,9 +11,13 @@
  *
  * Scale: a pick must not cost O(backends) when the set is large (the
  * admin API takes up to REG_MAX_BACKENDS). A pick index derived from the
- * set (running weight totals, backends by name and by model) is rebuilt on
- * the first pick after a change of <version>; with it, a pinned request
- * looks at one backend and a routed one only at the model's backends. Up
+ * set (running weight totals, backends by model) is rebuilt on the first
+ * pick after a change of <version>, or right away by a PUT; with it and
+ * the name table (backends by name, kept current by every change), a
+ * pinned request looks at one backend and a routed one only at the
+ * model's backends. Changes cost no more than their size: one backend by
+ * name is a hash lookup, a PUT of m services against n backends is
+ * O(n + m), and so is GET /v1/models. Up
  * to LB_SCAN_MAX backends in play, the policy sees every eligible one,
  * exactly as always; past it, random, p2c and least choose among a few
  * backends drawn in proportion to weight (O(log n) each), falling back to
@@ -88,6 +92,7 @@ struct backend_stats {
 
 struct backend {
     struct backend_spec spec;  /* name, address text, weight, caps, models */
+    uint32_t name_hash;        /* of spec.name, which never changes for a backend */
     struct net_addr addr;      /* parsed spec.host:spec.port */
     enum reg_source source;
     atomic_uint inflight;      /* requests leased to it, all workers */
@@ -177,6 +182,7 @@ struct model_stats {
 };
 
 struct reg_index;
+struct reg_name_cell;
 
 struct registry {
     pthread_mutex_t lock;
@@ -202,6 +208,8 @@ struct registry {
     struct model_stats models[REG_MAX_MODEL_STATS];
     atomic_uint nmodel_stats;  /* slots published (written under the lock) */
     struct reg_index *ix;      /* pick index (registry.c), rebuilt when <version> moves */
+    struct reg_name_cell *names; /* backends by name (registry.c), always current */
+    unsigned names_mask;       /* table size - 1 (a power of two), 0 = no table yet */
     /* uploaded files: id -> backend name (bounded, oldest forgotten first) */
     struct reg_file *files;
     unsigned nfiles, files_head;
