@@ -1148,27 +1148,35 @@ bool reg_file_get(struct registry *r, const char *id, char *name, size_t len)
 void reg_models_json(struct registry *r, struct buf *out, int64_t now_ms)
 {
     pthread_mutex_lock(&r->lock);
+    /* Each model once, in order of first appearance among the healthy
+     * backends. A set of the ids emitted so far (pointers into the
+     * backends, valid while the lock is held) keeps that O(models listed)
+     * rather than a comparison with every earlier backend's list. */
+    unsigned listed = 0;
+    for (unsigned i = 0; i < r->n; i++) {
+        const struct backend *b = r->v[i];
+        const char(*list)[128];
+        if (b->spec.weight > 0 && b->down_until <= now_ms)
+            listed += served(b, &list);
+    }
+    const unsigned mask = table_size(listed) - 1;
+    const char **seen = xcalloc(mask + 1, sizeof(*seen));
     buf_append_str(out, "{\"object\":\"list\",\"data\":[");
     unsigned emitted = 0;
     for (unsigned i = 0; i < r->n; i++) {
         const struct backend *b = r->v[i];
         if (b->spec.weight == 0 || b->down_until > now_ms)
             continue;
-        unsigned nm = b->spec.nmodels ? b->spec.nmodels : b->nprobed;
+        const char(*list)[128];
+        unsigned nm = served(b, &list);
         for (unsigned m = 0; m < nm; m++) {
-            const char *id = b->spec.nmodels ? b->spec.models[m] : b->probed_models[m];
-            bool seen = false;
-            /* Deduplicate against every earlier healthy backend's list. */
-            for (unsigned j = 0; j < i && !seen; j++) {
-                const struct backend *o = r->v[j];
-                if (o->spec.weight == 0 || o->down_until > now_ms)
-                    continue;
-                seen = reg_serves(o, id);
-            }
-            for (unsigned k = 0; k < m && !seen; k++)
-                seen = strcmp(id, b->spec.nmodels ? b->spec.models[k] : b->probed_models[k]) == 0;
-            if (seen)
+            const char *id = list[m];
+            unsigned c = (unsigned)str_hash(id) & mask;
+            while (seen[c] != NULL && strcmp(seen[c], id) != 0)
+                c = (c + 1) & mask;
+            if (seen[c] != NULL)
                 continue;
+            seen[c] = id;
             buf_append_str(out, emitted++ ? ",{\"id\":" : "{\"id\":");
             json_append_str(out, id, strlen(id));
             buf_printf(out, ",\"object\":\"model\",\"created\":%lld,\"owned_by\":\"llamalb\"}",
@@ -1177,6 +1185,7 @@ void reg_models_json(struct registry *r, struct buf *out, int64_t now_ms)
     }
     buf_append_str(out, "]}");
     pthread_mutex_unlock(&r->lock);
+    free(seen);
 }
 
 /* ---------------------------------------------------------------- output */
