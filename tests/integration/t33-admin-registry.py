@@ -116,6 +116,34 @@ is_(watcher("GET", "/api/services").json(), [], "empty set")
 is_(request(p.addr, "POST", "/v1/chat/completions", {"model": "m"}).status, 503, "no backends: 503")
 watcher("PUT", "/api/services", {"generation": 8, "services": [svc("h", high.port)]})
 
+# A large PUT, then one that reweights half, drops a quarter, moves some and adds
+# new ones: GET /api/services shows exactly the set the rules give, in order
+# (survivors where they were, new names last), and /v1/models each model once.
+def big(i, w=1, port=8000):
+    return {"name": "svc-%d" % i, "ip": "127.1.%d.%d" % (i // 250, i % 250 + 1), "port": port,
+            "weight": w, "models": ["model-%d" % (i % 50), "shared"]}
+
+
+first = [big(i) for i in range(3000)]
+r = watcher("PUT", "/api/services", {"generation": 9, "services": first})
+is_(r.status, 200, "PUT of 3,000 services: 200")
+view = lambda s: (s["name"], s["weight"], s["ip"], s["port"])  # noqa: E731
+is_([view(s) for s in watcher("GET", "/api/services").json()], [view(s) for s in first],
+    "GET /api/services: the 3,000, in order")
+second = [big(i, 5 if i % 2 else 1, 9000 if i % 10 == 2 else 8000) for i in range(3000) if i % 4 != 3]
+second += [big(3000 + i, 2) for i in range(750)]
+r = watcher("PUT", "/api/services", {"generation": 10, "services": second})
+is_(r.status, 200, "PUT reweighting half, dropping a quarter, adding 750: 200")
+is_([view(s) for s in watcher("GET", "/api/services").json()], [view(s) for s in second],
+    "GET /api/services: exactly the new set, survivors first, in order")
+r = request(p.addr, "GET", "/v1/models")
+is_([m["id"] for m in r.json()["data"]], list(dict.fromkeys(m for s in second for m in s["models"])),
+    "/v1/models: each model once, by first appearance")
+r = watcher("PUT", "/api/services", {"generation": 11, "services": second + [big(5)]})
+ok(r.status == 400 and r.json()["error"]["message"] == "duplicate backend name 'svc-5'",
+   "a duplicate name: 400 with its name")
+watcher("PUT", "/api/services", {"generation": 12, "services": [svc("h", high.port)]})
+
 # POST /api/drain
 idle = connect(p.addr)
 r = request(p.admin, "POST", "/api/drain", b"{}", headers={"Content-Type": "application/json"})
