@@ -7,14 +7,17 @@ a half-close was dropped unanswered; an early error answer was lost to a
 TCP reset over unread request bytes; a pooled upstream connection that had
 only part of its request sent was reused; the backend's stream-idle timer
 ran while the relay waited on a slow client; a pipelined request refused
-before its head was parsed was logged under the previous request's line."""
+before its head was parsed was logged under the previous request's line.
+Also: a Content-Length body read straight into the body buffer stops at the
+body's end."""
+import hashlib
 import os
 import socket
 import tempfile
 import time
 
 from harness import (FakeBackend, connect, deadline, done, is_, lb, ok, parse_response, raw,
-                     read_until_close, request, serve_loop, sim, wait_for)
+                     read_until_close, request, respond_ok, serve_loop, sim, wait_for)
 
 deadline(120)
 s = sim(name="m")
@@ -114,6 +117,37 @@ while got < big + 40 and time.time() - t0 < 15:
         time.sleep(0.05)  # read slowly for 2.5 s: longer than the idle timeout
 ok(got >= big, "a slow reader gets the whole response past --stream-idle-timeout (%d bytes)" % got)
 c.close()
+
+# -- a Content-Length body read straight into the body buffer: whole, in order,
+# and the pipelined request right behind it is not swallowed into it
+echo = FakeBackend(serve_loop(lambda c, r: respond_ok('{"len":%d,"sha":"%s","path":"%s"}' % (
+    len(r.body), hashlib.sha256(r.body).hexdigest(), r.target))), name="echo")
+p7 = lb("--backend", echo.backend_arg(), "--default-max-inflight", "0")
+big_body = bytes(range(256)) * 800  # 200 KiB
+c = connect(p7.addr)
+c.sendall(b"POST /v1/a HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(big_body)
+          + big_body[:1000])
+time.sleep(0.05)
+c.sendall(big_body[1000:150000])
+time.sleep(0.05)
+c.sendall(big_body[150000:] + b"POST /v1/b HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc")
+got = b""
+c.settimeout(10)
+t0 = time.time()
+while got.count(b"HTTP/1.1 200") < 2 or not got.endswith(b"}"):
+    try:
+        d = c.recv(65536)
+    except socket.timeout:
+        break
+    if not d or time.time() - t0 > 10:
+        break
+    got += d
+c.close()
+want_a = '"len":%d,"sha":"%s","path":"/v1/a"' % (len(big_body), hashlib.sha256(big_body).hexdigest())
+want_b = '"len":3,"sha":"%s","path":"/v1/b"' % hashlib.sha256(b"abc").hexdigest()
+ok(want_a.encode() in got and want_b.encode() in got and got.index(b"/v1/a") < got.index(b"/v1/b"),
+   "a 200 KiB body sent in three parts arrives whole, and the pipelined request after it too (%r)"
+   % got[-300:])
 
 # -- the access log line of a pipelined request that fails to parse is its own
 logdir = tempfile.mkdtemp(prefix="llamalb-t41-")
