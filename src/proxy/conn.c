@@ -169,10 +169,20 @@ static struct exchange *exchange_new(struct conn *c)
 {
     struct worker *w = c->w;
     struct exchange *x = w->nxcache > 0 ? w->xcache[--w->nxcache] : xmalloc(sizeof(*x));
-    memset(x, 0, sizeof(*x));
+    memset(x, 0, sizeof(*x)); /* zeroed is the fresh state: parser, framing, counters */
     x->c = c;
     c->x = x;
     return x;
+}
+
+/* Frees what an exchange owns besides itself (the caller dropped its
+ * references to backends and upstream connections). */
+static void exchange_free_data(struct exchange *x)
+{
+    buf_free(&x->uphead);
+    buf_free(&x->body);
+    free(x->ar);
+    x->ar = NULL;
 }
 
 /* Releases the exchange of a connection with no request in progress (idle
@@ -185,9 +195,7 @@ static void exchange_put(struct conn *c)
     if (x == NULL)
         return;
     c->x = NULL;
-    buf_free(&x->uphead);
-    buf_free(&x->body);
-    free(x->ar);
+    exchange_free_data(x);
     if (w->nxcache < ARRAY_SIZE(w->xcache))
         w->xcache[w->nxcache++] = x;
     else
@@ -547,41 +555,22 @@ static void capture_admin_headers(struct conn *c, const struct http1_msg *m)
     }
 }
 
-/* Resets per-request state for the next request on this connection. */
+/* Resets per-request state for the next request on this connection: the
+ * exchange goes back to its zeroed, fresh state (a pipelined request that
+ * fails before its head parses must not inherit the previous one's method,
+ * path, id or start time in the access log). */
 static void reset_request(struct conn *c)
 {
+    struct exchange *x = c->x;
+    BUG_ON(x->up != NULL || x->be != NULL); /* released by whoever finished the request */
     uncount_model(c);
-    http1_msg_reset(&c->x->req);
-    buf_free(&c->x->uphead);
-    buf_free(&c->x->body);
-    memset(&c->x->ck, 0, sizeof(c->x->ck));
-    memset(&c->x->rck, 0, sizeof(c->x->rck));
     clear_tried(c);
-    c->x->stale_retries = 0;
-    c->x->fresh_only = false;
-    c->x->resp_done = false;
-    c->x->up_reusable = false;
-    c->x->pass = 0;
+    exchange_free_data(x);
+    memset(x, 0, sizeof(*x));
+    x->c = c;
     c->status = 0;
-    c->x->bytes_out = 0;
-    c->x->ttfb_us = 0;
-    c->x->dechunk = false;
     c->is_head = false;
-    c->x->send_cl = false;
     c->head_deadline = 0;
-    c->x->model[0] = '\0';
-    c->x->pin[0] = '\0';
-    c->x->affinity = 0;
-    c->x->is_upload = false;
-    c->x->local_models = false;
-    c->x->t_sent_us = c->x->t_first_us = c->x->t_last_us = 0;
-    c->x->events = 0;
-    c->x->sse = c->x->sse_nl = false;
-    c->x->sse_events = 0;
-    /* A pipelined request that fails before its head is parsed must not
-     * be logged under the previous one's method, path, id and start. */
-    c->x->method[0] = c->x->path[0] = c->x->rid[0] = '\0';
-    c->x->t0_us = 0;
 }
 
 static uint64_t hash_bytes(const char *p, size_t n)
