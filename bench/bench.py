@@ -235,6 +235,20 @@ def start_proxy(kind, upstreams, route=False):
     return p, addr
 
 
+def start_targets(s):
+    """The backend <s> reached directly, and each peer proxying to it: {name: (proc or None, addr)}."""
+    targets = {"direct": (None, s)}
+    for k in PEERS:
+        targets[k] = start_proxy(k, [s])
+    return targets
+
+
+def stop_targets(targets):
+    for p, _ in targets.values():
+        if p:
+            stop(p)
+
+
 # ----------------------------------------------------------------- load generators
 
 def lua_script(bodies):
@@ -360,9 +374,7 @@ def m1_small():
     """1. Small non-streaming chat completion, wrk -t1 -c64."""
     _, s = sim(tokens=8)
     script = lua_script([SMALL])
-    targets = {"direct": (None, s)}
-    for k in PEERS:
-        targets[k] = start_proxy(k, [s])
+    targets = start_targets(s)
     runs = {k: [] for k in targets}
     for k, (p, a) in targets.items():
         wrk(a, script, 1)  # warm-up
@@ -385,9 +397,7 @@ def m1_small():
     table("1. small POST /v1/chat/completions (8 tokens), wrk -t1 -c64 -d%ds, median of %d" % (D_RPS, REPS_M1),
           ["target", "req/s", "x direct", "proxy CPU us/req", "req/s per proxy core", "CPU %s %%" % PROXY_CPU,
            "CPU %s %%" % LOAD_CPU, "p50 ms", "p99 ms", "errors"], rows)
-    for (p, a) in targets.values():
-        if p:
-            stop(p)
+    stop_targets(targets)
     RESULTS["1_small"] = {"runs": runs, "median": res}
     return res
 
@@ -411,9 +421,7 @@ def m2_stream():
     #    VM's ~300 us wake-up of an idle core instead of the proxies), 50 events at once;
     # c) saturated: 256 streams back to back, events written as fast as the sim can.
     _, s = sim(tokens=50)
-    targets = {"direct": (None, s)}
-    for k in PEERS:
-        targets[k] = start_proxy(k, [s])
+    targets = start_targets(s)
     runs = {k: [] for k in targets}
     sat = {k: [] for k in targets}
     for _ in range(REPS):
@@ -426,16 +434,12 @@ def m2_stream():
     out["sat"] = {k: {"events_per_s": med(v, "events_per_s"), "cpu_us_per_event": med(v, "cpu_us_per_event"),
                       "gen_cpu_s": med(v, "cpu_s")} for k, v in sat.items()}
     out["sat_runs"] = sat
-    for (p, a) in targets.values():
-        if p:
-            stop(p)
+    stop_targets(targets)
     # b) 256 concurrent long streams at 50 events/s each (events arrive one at a time,
     # jitter spreads them): proxy CPU per event over D_SHORT s; then, with the same
     # background, a probe opening 1-token streams back to back: their time to first byte.
     _, s = sim(tokens=50, tps=50, extra=("--jitter", "50"))
-    targets = {"direct": (None, s)}
-    for k in PEERS:
-        targets[k] = start_proxy(k, [s])
+    targets = start_targets(s)
     cpu = {k: [] for k in PEERS}
     probe = {k: [] for k in targets}
     for _ in range(REPS):
@@ -457,9 +461,7 @@ def m2_stream():
         out["c256"][k]["cpu_us_per_event"] = med(cpu[k], "cpu_us_per_event")
         out["c256"][k]["events_per_s"] = med(cpu[k], "events_per_s")
     out["c256_runs"] = {"cpu": cpu, "probe": probe}
-    for (p, a) in targets.values():
-        if p:
-            stop(p)
+    stop_targets(targets)
     L, C, S = out["light"], out["c256"], out["sat"]
     rows = []
     for k in ["direct"] + PEERS:
@@ -548,11 +550,8 @@ def m4_route():
         out[size] = {k: {x: med(v, x) for x in ("rps", "cpu_us_per_req", "p99_ms", "errors")}
                      for k, v in runs.items()}
         out["%d_runs" % size] = runs
-    for (p, a) in plain.values():
-        stop(p)
-    for (p, a) in targets.values():
-        if p:
-            stop(p)
+    stop_targets(plain)
+    stop_targets(targets)
     rows = []
     for size in (1024, 100 * 1024):
         d = out[size]["direct"]["rps"]

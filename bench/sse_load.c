@@ -65,26 +65,26 @@ static char *req;
 static size_t req_len;
 static int mode = M_LOOP;
 static uint64_t n_resp, n_events, n_err;
-static uint32_t *lat, *lat2;     /* first response byte, first event */
-static size_t nlat, caplat, nlat2, caplat2;
+/* Latency samples in microseconds, grown as needed. */
+struct samples {
+    uint32_t *v;
+    size_t n, cap;
+};
+static struct samples lat, lat2; /* first response byte, first event */
 static int ep;
 
-static void rec(uint32_t us) {
-    if (nlat == caplat) {
-        caplat = caplat ? caplat * 2 : 65536;
-        lat = realloc(lat, caplat * sizeof *lat);
-        if (!lat) abort();
+static void rec(struct samples *s, uint32_t us) {
+    if (s->n == s->cap) {
+        s->cap = s->cap ? s->cap * 2 : 65536;
+        s->v = realloc(s->v, s->cap * sizeof *s->v);
+        if (!s->v) abort();
     }
-    lat[nlat++] = us;
+    s->v[s->n++] = us;
 }
 
-static void rec2(uint32_t us) {
-    if (nlat2 == caplat2) {
-        caplat2 = caplat2 ? caplat2 * 2 : 65536;
-        lat2 = realloc(lat2, caplat2 * sizeof *lat2);
-        if (!lat2) abort();
-    }
-    lat2[nlat2++] = us;
+/* The q-quantile of sorted samples (0 when there are none). */
+static uint32_t quantile(const struct samples *s, double q) {
+    return s->n ? s->v[(size_t)((double)(s->n - 1) * q)] : 0;
 }
 
 static int cmp32(const void *a, const void *b) {
@@ -147,7 +147,7 @@ static int feed(struct cn *c, const char *p, size_t n, int64_t t) {
     size_t i = 0;
     if (!c->got_byte) {
         c->got_byte = 1;
-        if (mode == M_LOOP) rec((uint32_t)(t - c->t_send));
+        if (mode == M_LOOP) rec(&lat, (uint32_t)(t - c->t_send));
     }
     if (!c->head_done) {
         size_t take = n;
@@ -170,7 +170,7 @@ static int feed(struct cn *c, const char *p, size_t n, int64_t t) {
     if (!c->chunked) {
         if (!c->got_first) {
             c->got_first = 1;
-            if (mode == M_LOOP) rec2((uint32_t)(t - c->t_send));
+            if (mode == M_LOOP) rec(&lat2, (uint32_t)(t - c->t_send));
         }
         int64_t left = c->body_left < 0 ? 0 : c->body_left;
         left -= (int64_t)(n - i);
@@ -185,7 +185,7 @@ static int feed(struct cn *c, const char *p, size_t n, int64_t t) {
             n_events++;
             if (!c->got_first) {
                 c->got_first = 1;
-                if (mode == M_LOOP) rec2((uint32_t)(t - c->t_send));
+                if (mode == M_LOOP) rec(&lat2, (uint32_t)(t - c->t_send));
             }
         }
         c->tail = ch == term[c->tail] ? c->tail + 1 : (ch == '\r');
@@ -310,14 +310,13 @@ int main(int argc, char **argv) {
     getrusage(RUSAGE_SELF, &ru);
     double cpu = (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
                  ru.ru_stime.tv_usec / 1e6;
-    qsort(lat, nlat, sizeof *lat, cmp32);
-    qsort(lat2, nlat2, sizeof *lat2, cmp32);
-#define P(q) (nlat ? lat[(size_t)((double)(nlat - 1) * (q))] : 0)
-#define P2(q) (nlat2 ? lat2[(size_t)((double)(nlat2 - 1) * (q))] : 0)
+    qsort(lat.v, lat.n, sizeof *lat.v, cmp32);
+    qsort(lat2.v, lat2.n, sizeof *lat2.v, cmp32);
     printf("{\"responses\":%llu,\"events\":%llu,\"errors\":%llu,\"seconds\":%.3f,\"cpu_s\":%.3f,"
            "\"ttfb_p50_us\":%u,\"ttfb_p90_us\":%u,\"ttfb_p99_us\":%u,\"samples\":%zu,"
            "\"ttfe_p50_us\":%u,\"ttfe_p99_us\":%u}\n",
            (unsigned long long)n_resp, (unsigned long long)n_events, (unsigned long long)n_err, el, cpu,
-           P(0.5), P(0.9), P(0.99), nlat, P2(0.5), P2(0.99));
+           quantile(&lat, 0.5), quantile(&lat, 0.9), quantile(&lat, 0.99), lat.n, quantile(&lat2, 0.5),
+           quantile(&lat2, 0.99));
     return 0;
 }
