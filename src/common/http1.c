@@ -16,6 +16,8 @@ const struct http1_limits http1_default_limits = {
 
 static _Thread_local struct http1_header scratch_headers[HTTP1_MAX_HEADERS];
 
+_Thread_local unsigned long http1_conn_cmps;
+
 /* tchar (RFC 9110 §5.6.2) */
 static const unsigned char is_tchar[256] = {
     ['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1, ['*'] = 1, ['+'] = 1,
@@ -292,6 +294,77 @@ bool http1_list_has(struct slice list, const char *token)
     return false;
 }
 
+/* ------------------------------------------------------- connection options
+ *
+ * The proxy asks http1_is_hop_by_hop() about every header of a head it
+ * rewrites. Walking the Connection lists on each question made that
+ * O(headers x list bytes): 90 headers and three 8 KiB lists cost 30 times a
+ * plain head. So the lists are read once, during the parse, into a bounded
+ * set of distinct options; a question is then a hash and at most
+ * HTTP1_MAX_CONN_OPTS integer comparisons, usually none (the bloom word). */
+
+/* FNV-1a over the lower-cased bytes: names equal under slice_case_eq()
+ * hash equal. Not keyed: a sender who makes its own options collide only
+ * costs itself the (bounded) byte comparisons behind an equal hash. */
+static uint32_t case_hash(struct slice s)
+{
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < s.len; i++)
+        h = (h ^ (unsigned char)slice_lower(s.p[i])) * 16777619u;
+    return h;
+}
+
+static inline uint64_t bloom_bit(uint32_t h)
+{
+    return 1ull << (h >> 26);
+}
+
+/* Index of <opt> (hash <h>) in the option set, or -1. */
+static int conn_opt_find(const struct http1_msg *m, struct slice opt, uint32_t h)
+{
+    if ((m->_conn_bloom & bloom_bit(h)) == 0)
+        return -1;
+    for (unsigned i = 0; i < m->nconn_opts; i++) {
+        http1_conn_cmps++;
+        if (m->_conn_hash[i] == h && slice_case_eq(m->conn_opts[i], opt))
+            return (int)i;
+    }
+    return -1;
+}
+
+/* Adds the options of one Connection value (1#token, RFC 9110 §7.6.1) to
+ * the set; <*listed> counts the options seen so far in the message. Empty
+ * elements are ignored (§5.6.1). An element that is not a token can name no
+ * header field (names are 1*tchar) nor an option we act on, so it is
+ * skipped: the old walk per question never matched it either.
+ *
+ * The bound is on options listed, repeats included, not only on distinct
+ * ones: with a bound on distinct options alone, 4000 repeats of the 32nd
+ * would each probe the whole set. This way the probes of one parse are at
+ * most HTTP1_MAX_CONN_OPTS^2 / 2 whatever the lists hold, and a sender that
+ * repeats an option 33 times has no legitimate reason to. Returns -1 when
+ * the bound is crossed. */
+static int conn_opts_add(struct http1_msg *m, struct slice list, unsigned *listed)
+{
+    struct slice e;
+    while (list_next(&list, &e)) {
+        size_t k = 0;
+        while (k < e.len && is_tchar[(unsigned char)e.p[k]])
+            k++;
+        if (e.len == 0 || k != e.len)
+            continue;
+        if (++*listed > HTTP1_MAX_CONN_OPTS)
+            return -1;
+        uint32_t h = case_hash(e);
+        if (conn_opt_find(m, e, h) >= 0)
+            continue;
+        m->conn_opts[m->nconn_opts] = e;
+        m->_conn_hash[m->nconn_opts++] = h;
+        m->_conn_bloom |= bloom_bit(h);
+    }
+    return 0;
+}
+
 bool http1_is_hop_by_hop(const struct http1_msg *m, struct slice name)
 {
     static const char *const hop[] = {"connection", "keep-alive", "proxy-connection",
@@ -300,15 +373,7 @@ bool http1_is_hop_by_hop(const struct http1_msg *m, struct slice name)
     for (size_t i = 0; i < ARRAY_SIZE(hop); i++)
         if (slice_case_eq_cstr(name, hop[i]))
             return true;
-    for (unsigned i = 0; i < m->nheaders; i++) {
-        if (!slice_case_eq_cstr(m->headers[i].name, "connection"))
-            continue;
-        struct slice list = m->headers[i].value, e;
-        while (list_next(&list, &e))
-            if (slice_case_eq(e, name))
-                return true;
-    }
-    return false;
+    return m->nconn_opts > 0 && conn_opt_find(m, name, case_hash(name)) >= 0;
 }
 
 /* Content-Length: exactly 1*DIGIT, no leading zeros (an ambiguous "007" is
@@ -361,7 +426,9 @@ static int check_transfer_encoding(struct slice v, const char **why)
 static int framing(struct http1_msg *m, bool request, int bad)
 {
     const struct http1_header *cl = NULL, *te = NULL;
-    bool conn_close = false, conn_keep = false;
+    unsigned listed = 0;
+    m->nconn_opts = 0;
+    m->_conn_bloom = 0;
     for (unsigned i = 0; i < m->nheaders; i++) {
         struct http1_header *h = &m->headers[i];
         if (slice_case_eq_cstr(h->name, "content-length")) {
@@ -373,10 +440,13 @@ static int framing(struct http1_msg *m, bool request, int bad)
                 return fail(m, bad, "duplicate Transfer-Encoding");
             te = h;
         } else if (slice_case_eq_cstr(h->name, "connection")) {
-            conn_close |= http1_list_has(h->value, "close");
-            conn_keep |= http1_list_has(h->value, "keep-alive");
+            if (conn_opts_add(m, h->value, &listed) != 0)
+                return fail(m, bad, "too many Connection options");
         }
     }
+    struct slice close = SLICE_LIT("close"), keep = SLICE_LIT("keep-alive");
+    bool conn_close = m->nconn_opts > 0 && conn_opt_find(m, close, case_hash(close)) >= 0;
+    bool conn_keep = m->nconn_opts > 0 && conn_opt_find(m, keep, case_hash(keep)) >= 0;
     m->keep_alive = m->minor == 1 ? !conn_close : (conn_keep && !conn_close);
     if (te != NULL) {
         if (m->minor == 0)

@@ -28,6 +28,14 @@
 
 #define HTTP1_MAX_HEADERS 128 /* hard cap; the configured limit is lower */
 
+/* Connection options (RFC 9110 §7.6.1) one message may list across all its
+ * Connection headers, repeats included (empty list elements and elements
+ * that are not a token do not count). Real clients and servers send one to
+ * three ("keep-alive", "close", "Upgrade", "TE"); a message listing more is
+ * refused (400 for requests, 502 for responses). This bounds the work of
+ * the parse and of http1_is_hop_by_hop() whatever the sender writes. */
+#define HTTP1_MAX_CONN_OPTS 32
+
 struct http1_limits {
     size_t max_line;      /* request/status line bytes; over it: 414 (requests) */
     size_t max_head;      /* whole head bytes; over it: 431 */
@@ -72,6 +80,12 @@ struct http1_msg {
     bool keep_alive;          /* per version and Connection; false for CLOSE / CL+TE responses */
     bool expect_continue;     /* request: Expect: 100-continue */
     bool cl_and_te;           /* response carried both CL and TE (TE won): do not reuse */
+    /* The options of all Connection headers, collected once per message:
+     * case-insensitively distinct (the first spelling kept), in first-seen
+     * order, OWS trimmed, empty elements and non-tokens skipped. Slices into
+     * the buffer, with the same lifetime as the header slices. */
+    unsigned nconn_opts;
+    struct slice conn_opts[HTTP1_MAX_CONN_OPTS];
     /* on error */
     int error;                /* status to answer: 400 413 414 417 431 501 505 (requests), 502 (responses) */
     const char *error_reason; /* static text for logs and tests */
@@ -79,6 +93,8 @@ struct http1_msg {
     size_t _scanned;          /* bytes already checked for the end of the head */
     size_t _line_start;       /* start of the line being scanned */
     unsigned _lines;          /* complete lines seen */
+    uint32_t _conn_hash[HTTP1_MAX_CONN_OPTS]; /* case-folded hash of each conn_opts[] entry */
+    uint64_t _conn_bloom;     /* one bit per option hash: most names miss without a probe */
 };
 
 void http1_msg_reset(struct http1_msg *m);
@@ -101,8 +117,20 @@ bool http1_list_has(struct slice list, const char *token);
 
 /* True for the hop-by-hop headers a proxy must not forward (Connection,
  * Keep-Alive, Proxy-*, TE, Trailer, Transfer-Encoding, Upgrade), and for any
- * header named in the message's Connection header. */
+ * header named in the message's Connection headers (case-insensitive;
+ * <name> is a field name, so a list element that is not a token never
+ * matches). It
+ * reads the options the parse collected in conn_opts[], never the header
+ * values, so one call costs O(name length + HTTP1_MAX_CONN_OPTS) however
+ * long the Connection lists are: a proxy calling it for every header of a
+ * head does linear work. <m> must come from a successful parse. */
 bool http1_is_hop_by_hop(const struct http1_msg *m, struct slice name);
+
+/* Test hook: probes of a message's Connection option set made on this
+ * thread, by the parse and by http1_is_hop_by_hop() (one per stored option
+ * looked at). Unit tests read it to prove the work is bounded without
+ * timing anything; nothing else does. */
+extern _Thread_local unsigned long http1_conn_cmps;
 
 /* ---------------------------------------------------------------- chunked */
 

@@ -36,7 +36,7 @@ struct fuzz_summary {
     int framing, minor, status;
     uint64_t content_length;
     bool keep_alive, expect_continue, cl_and_te;
-    unsigned nheaders;
+    unsigned nheaders, nconn_opts;
     uint64_t hash; /* over method, target, reason, header names and values */
 };
 
@@ -63,6 +63,7 @@ static inline void fuzz_summarise(struct fuzz_summary *s, int rc, const struct h
     s->expect_continue = m->expect_continue;
     s->cl_and_te = m->cl_and_te;
     s->nheaders = m->nheaders;
+    s->nconn_opts = m->nconn_opts;
     uint64_t h = 0xcbf29ce484222325ULL;
     h = fuzz_fnv(h, m->method);
     h = fuzz_fnv(h, m->target);
@@ -94,6 +95,69 @@ static inline void fuzz_check_slices(const struct http1_msg *m, const char *buf,
         FUZZ_CHECK(fuzz_inside(m->headers[i].name, buf, len));
         FUZZ_CHECK(fuzz_inside(m->headers[i].value, buf, len));
         FUZZ_CHECK(m->headers[i].name.len > 0);
+    }
+    FUZZ_CHECK(m->nconn_opts <= HTTP1_MAX_CONN_OPTS);
+    for (unsigned i = 0; i < m->nconn_opts; i++)
+        FUZZ_CHECK(m->conn_opts[i].len > 0 && fuzz_inside(m->conn_opts[i], buf, len));
+}
+
+/* The definition of hop-by-hop before the Connection option set, written
+ * out independently: the fixed names, then every element of every
+ * Connection list, split on commas, OWS trimmed, compared case-insensitively. */
+static inline bool fuzz_ref_hop(const struct http1_msg *m, struct slice name)
+{
+    static const char *const hop[] = {"connection", "keep-alive", "proxy-connection",
+                                      "proxy-authenticate", "proxy-authorization", "te",
+                                      "trailer", "transfer-encoding", "upgrade"};
+    for (size_t i = 0; i < sizeof(hop) / sizeof(hop[0]); i++)
+        if (slice_case_eq_cstr(name, hop[i]))
+            return true;
+    for (unsigned i = 0; i < m->nheaders; i++) {
+        if (!slice_case_eq_cstr(m->headers[i].name, "connection"))
+            continue;
+        struct slice v = m->headers[i].value;
+        for (size_t a = 0; a <= v.len;) {
+            const char *c = v.len > a ? memchr(v.p + a, ',', v.len - a) : NULL;
+            size_t b = c ? (size_t)(c - v.p) : v.len;
+            if (slice_case_eq(slice_trim(slice_make(v.p + a, b - a)), name))
+                return true;
+            a = b + 1;
+        }
+    }
+    return false;
+}
+
+/* An accepted head: http1_is_hop_by_hop() answers as the old walk for every
+ * header name and every collected option, each option is distinct, and
+ * no more than HTTP1_MAX_CONN_OPTS non-empty token elements were listed. */
+static inline void fuzz_check_conn(const struct http1_msg *m)
+{
+    unsigned listed = 0;
+    for (unsigned i = 0; i < m->nheaders; i++) {
+        FUZZ_CHECK(http1_is_hop_by_hop(m, m->headers[i].name) ==
+                   fuzz_ref_hop(m, m->headers[i].name));
+        if (!slice_case_eq_cstr(m->headers[i].name, "connection"))
+            continue;
+        struct slice v = m->headers[i].value;
+        for (size_t a = 0; a <= v.len;) {
+            const char *c = v.len > a ? memchr(v.p + a, ',', v.len - a) : NULL;
+            size_t b = c ? (size_t)(c - v.p) : v.len;
+            struct slice e = slice_trim(slice_make(v.p + a, b - a));
+            bool token = e.len > 0;
+            for (size_t k = 0; k < e.len; k++)
+                token &= (e.p[k] >= '0' && e.p[k] <= '9') || (e.p[k] >= 'a' && e.p[k] <= 'z') ||
+                         (e.p[k] >= 'A' && e.p[k] <= 'Z') ||
+                         (e.p[k] != '\0' && strchr("!#$%&'*+-.^_`|~", e.p[k]) != NULL);
+            listed += token;
+            a = b + 1;
+        }
+    }
+    FUZZ_CHECK(listed <= HTTP1_MAX_CONN_OPTS && m->nconn_opts <= listed);
+    for (unsigned i = 0; i < m->nconn_opts; i++) {
+        FUZZ_CHECK(http1_is_hop_by_hop(m, m->conn_opts[i]));
+        FUZZ_CHECK(fuzz_ref_hop(m, m->conn_opts[i]));
+        for (unsigned j = 0; j < i; j++)
+            FUZZ_CHECK(!slice_case_eq(m->conn_opts[i], m->conn_opts[j]));
     }
 }
 

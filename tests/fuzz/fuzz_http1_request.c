@@ -5,7 +5,9 @@
  * and TE, a chunked request never has a content length, and a round trip:
  * an accepted head re-serialized (method, target, headers) parses back to
  * the same fields (http-garden's oracle: what we accept, we would forward
- * unchanged in meaning). Format of the input: see fuzz_http1.h. */
+ * unchanged in meaning); http1_is_hop_by_hop() answers as a walk of the
+ * Connection lists would, within the option bound. Format of the input: see
+ * fuzz_http1.h. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,6 +60,7 @@ static void check_accepted(const struct http1_msg *m, const struct http1_limits 
     if (m->minor == 1)
         FUZZ_CHECK(http1_find(m, "host") != NULL);
     FUZZ_CHECK(m->method.len > 0 && m->target.len > 0);
+    fuzz_check_conn(m);
 
     /* Spec oracle, independent of how the parser is written: what it
      * accepted must be well-formed by the grammar of RFC 9110/9112. */

@@ -2,8 +2,9 @@
  * libFuzzer target: response heads. Invariants: the same verdict whatever
  * the read split, consumed <= len, errors are always 502, framing agrees with
  * the headers (TE -> chunked unless the status or HEAD forbids a body, CL+TE
- * -> cl_and_te and no reuse, close-delimited -> no reuse), and a round trip
- * of the accepted status line and headers parses to the same fields.
+ * -> cl_and_te and no reuse, close-delimited -> no reuse), hop-by-hop
+ * answers as a walk of the Connection lists would, and a round trip of the
+ * accepted status line and headers parses to the same fields.
  * Format of the input: see fuzz_http1.h (bit 2 of the first byte: HEAD). */
 #include <stdint.h>
 #include <stdio.h>
@@ -44,6 +45,7 @@ static void check_accepted(const struct http1_msg *m, bool head)
         FUZZ_CHECK(m->content_length == 0 || m->cl_and_te);
     if (m->framing == HTTP1_BODY_LENGTH)
         FUZZ_CHECK(m->content_length > 0);
+    fuzz_check_conn(m);
 }
 
 static void round_trip(const char *in, size_t len, const struct http1_limits *lim, bool head)

@@ -76,6 +76,12 @@ requests = [
     b"GET / HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n",
     b"POST /v1/completions HTTP/1.1\r\nHost: a\r\n"
     + b"".join(b"X-H%02d: %s\r\n" % (i, b"v" * 100) for i in range(20)) + b"\r\n",
+    # Connection options: across headers, case, OWS, empty elements, the bound
+    b"GET / HTTP/1.1\r\nHost: a\r\nConnection: X-A, ,\tx-b ,\r\nX-A: 1\r\nconnection: x-A, Close\r\nX-B: 2\r\n\r\n",
+    b"GET / HTTP/1.0\r\nConnection: a b, \"x\", Keep-Alive\r\nX: 1\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: a\r\nConnection: " + b",".join(b"o%d" % i for i in range(32)) + b"\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: a\r\nConnection: " + b",".join(b"o%d" % i for i in range(33)) + b"\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: a\r\nConnection: " + b",".join([b"x"] * 33) + b"\r\n\r\n",
 ]
 for r in requests:
     ctl_variants("http1_request", r)
@@ -99,6 +105,8 @@ responses = [
     b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\nContent-Length: 0\r\n\r\n",
     b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n\r\n",
     b"HTTP/1.1 200\r\nContent-Length: 0\r\n\r\n",
+    b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade, X-Hop\r\nUpgrade: x\r\nX-Hop: 1\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: " + b",".join(b"o%d" % i for i in range(33)) + b"\r\n\r\n",
 ]
 for r in responses:
     ctl_variants("http1_response", r, (b"\x04\x01",))
@@ -144,6 +152,11 @@ jsons = [
     b"[" * 65 + b"]" * 65,
     b"-9223372036854775808",
     b'{"":"","model":""}',
+    b'{"model":"a","model":"b"}',
+    b'{"model":"a","user":"u","mod\\u0065l":"b","id":1,"\\u0069d":"x"}',
+    b'{"messages":[{"model":"in"}],"model":"out","x":{"model":{"model":1}}}',
+    b'{"model":"a"} {"model":"b"}',
+    b'{"x":[1},"model":"b"]}',
 ]
 for j in jsons:
     write("json", j)

@@ -400,6 +400,315 @@ static void test_request_fields(void)
        "fields: http1_msg_reset keeps the header array, clears the rest");
 }
 
+/* ---------------------------------------------------------------- Connection options
+ *
+ * The options of every Connection header are collected once per parse, so
+ * http1_is_hop_by_hop() never walks the lists again (audit item 7: 90
+ * headers and three 8 KiB lists cost 30 times a plain head). The old walk
+ * is kept here as the oracle of the semantics. */
+
+/* The definition before the option set: every Connection list split on
+ * commas, OWS trimmed, compared case-insensitively with <name>. */
+static bool ref_hop(const struct http1_msg *m, struct slice name, unsigned long *cmps)
+{
+    static const char *const hop[] = {"connection", "keep-alive", "proxy-connection",
+                                      "proxy-authenticate", "proxy-authorization", "te",
+                                      "trailer", "transfer-encoding", "upgrade"};
+    for (size_t i = 0; i < ARRAY_SIZE(hop); i++)
+        if (slice_case_eq_cstr(name, hop[i]))
+            return true;
+    for (unsigned i = 0; i < m->nheaders; i++) {
+        if (!slice_case_eq_cstr(m->headers[i].name, "connection"))
+            continue;
+        struct slice v = m->headers[i].value;
+        for (size_t a = 0; a <= v.len;) {
+            const char *c = memchr(v.p + a, ',', v.len - a);
+            size_t b = c ? (size_t)(c - v.p) : v.len;
+            (*cmps)++;
+            if (slice_case_eq(slice_trim(slice_make(v.p + a, b - a)), name))
+                return true;
+            a = b + 1;
+        }
+    }
+    return false;
+}
+
+static struct http1_header conn_hdrs[HTTP1_MAX_HEADERS];
+
+/* Parses <raw> whole (request or response) into <m>, from a guarded buffer. */
+static int parse_one(bool request, const char *raw, size_t len, struct http1_msg *m)
+{
+    memset(m, 0, sizeof(*m));
+    m->headers = conn_hdrs;
+    const char *b = at_guard(raw, len);
+    return request ? http1_parse_request(b, len, m, &http1_default_limits)
+                   : http1_parse_response(b, len, m, &http1_default_limits, false);
+}
+
+static void test_conn_semantics(void)
+{
+    static const struct {
+        int line;
+        const char *hdrs;       /* after "GET / HTTP/1.1\r\nHost: a\r\n" */
+        unsigned nopts;         /* distinct options collected */
+        const char *hop, *end;  /* names, '|'-separated, that are / are not hop-by-hop */
+    } c[] = {
+        {__LINE__, "Connection: X-A, x-b\r\nX-A: 1\r\nConnection: X-C\r\n", 3,
+         "x-a|X-A|X-B|x-c|te|Upgrade", "x-d|x-|x-ab|a|X-A-|Content-Type"},
+        {__LINE__, "Connection: \t a ,\tb\t, ,, c \r\n", 3, "a|B|c", "d|ab|abc"},
+        {__LINE__, "Connection: Foo, FOO, foo\r\nConnection: fOo\r\n", 1, "foo|FOO", "fo|fooo"},
+        {__LINE__, "Connection: ,,, ,\t,\r\n", 0, "keep-alive", "x|a"},
+        {__LINE__, "Connection:\r\n", 0, "connection", "x"},
+        {__LINE__, "Connection: a b, c, \"d\", e;f\r\n", 1, "c", "a|b|d|e|f"},
+        {__LINE__, "Connection: close\r\nX-Close: 1\r\n", 1, "", "x-close|x"},
+        {__LINE__, "Connection: x-y\r\nconnection: X-Z\r\nCONNECTION: x-w\r\n", 3,
+         "x-y|x-z|X-W", "x-yz"},
+        {__LINE__, "X: a\r\n", 0, "Proxy-Authorization|transfer-encoding", "x|a"},
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(c); i++) {
+        char raw[512];
+        int n = snprintf(raw, sizeof(raw), "GET / HTTP/1.1\r\nHost: a\r\n%s\r\n", c[i].hdrs);
+        struct http1_msg m;
+        int rc = parse_one(true, raw, (size_t)n, &m);
+        bool good = rc == n && m.nconn_opts == c[i].nopts;
+        for (int want = 1; want >= 0; want--) {
+            const char *p = want ? c[i].hop : c[i].end;
+            while (*p) {
+                size_t k = strcspn(p, "|");
+                unsigned long cmps = 0;
+                struct slice name = slice_make(p, k);
+                bool got = http1_is_hop_by_hop(&m, name);
+                if (got != (bool)want || got != ref_hop(&m, name, &cmps)) {
+                    note("  '%.*s' hop-by-hop %d", (int)k, p, got);
+                    good = false;
+                }
+                p += k + (p[k] == '|');
+            }
+        }
+        ok(good, "line %d: Connection options %u, hop-by-hop as listed", c[i].line, c[i].nopts);
+    }
+
+    /* The first spelling is kept, the order is first-seen; keep-alive and
+     * close are read from the set across several headers. */
+    static const char r1[] = "GET / HTTP/1.0\r\nConnection: X-Foo, Keep-Alive\r\n"
+                             "Connection: x-foo, Close\r\n\r\n";
+    struct http1_msg m;
+    ok(parse_one(true, r1, sizeof(r1) - 1, &m) > 0 && m.nconn_opts == 3 &&
+           slice_eq_cstr(m.conn_opts[0], "X-Foo") && slice_eq_cstr(m.conn_opts[1], "Keep-Alive") &&
+           slice_eq_cstr(m.conn_opts[2], "Close") && !m.keep_alive,
+       "Connection options: first spelling, first-seen order, close across headers wins");
+    static const char r2[] = "GET / HTTP/1.0\r\nConnection: x\r\nConnection: ,KEEP-ALIVE ,\r\n\r\n";
+    ok(parse_one(true, r2, sizeof(r2) - 1, &m) > 0 && m.keep_alive,
+       "Connection options: HTTP/1.0 keep-alive in a second Connection header");
+    static const char r3[] = "HTTP/1.1 200 OK\r\nConnection: X-Up, close\r\nX-Up: 1\r\n"
+                             "Content-Length: 0\r\n\r\n";
+    ok(parse_one(false, r3, sizeof(r3) - 1, &m) > 0 && m.nconn_opts == 2 && !m.keep_alive &&
+           http1_is_hop_by_hop(&m, SLICE_LIT("x-up")) &&
+           !http1_is_hop_by_hop(&m, SLICE_LIT("Content-Length")),
+       "Connection options: response");
+    memset(&m, 0, sizeof(m));
+    ok(!http1_is_hop_by_hop(&m, SLICE_LIT("x")) && http1_is_hop_by_hop(&m, SLICE_LIT("TE")),
+       "Connection options: a zeroed message has none");
+
+    /* Random messages: the option set answers as the old walk did for every
+     * header name and a few probes. */
+    static const char *const elems[] = {"x-a", "X-A", "x-b", " x-c\t", "", " ", "a b", "close",
+                                        "Keep-Alive", "upgrade", "x-a\t", "X-D", "\"x-b\""};
+    static const char *const names[] = {"x-a", "X-B", "x-c", "x-d", "Content-Type", "close",
+                                        "X-E"};
+    static const char *const probes[] = {"x-a", "x-b", "x-c", "x-d", "x-e", "a", "b", "x-"};
+    char *raw = xmalloc(4096);
+    int bad = 0, checks = 0;
+    for (int round = 0; round < 2000; round++) {
+        size_t n = (size_t)snprintf(raw, 4096, "GET / HTTP/1.1\r\nHost: a\r\n");
+        int nh = (int)(util_rand64(&rng) % 8);
+        for (int h = 0; h < nh; h++) {
+            if (util_rand64(&rng) % 2) {
+                n += (size_t)snprintf(raw + n, 4096 - n, "Connection:");
+                int ne = (int)(util_rand64(&rng) % 6);
+                for (int e = 0; e < ne; e++)
+                    n += (size_t)snprintf(raw + n, 4096 - n, "%s%s", e ? "," : " ",
+                                          elems[util_rand64(&rng) % ARRAY_SIZE(elems)]);
+                n += (size_t)snprintf(raw + n, 4096 - n, "\r\n");
+            } else {
+                n += (size_t)snprintf(raw + n, 4096 - n, "%s: v\r\n",
+                                      names[util_rand64(&rng) % ARRAY_SIZE(names)]);
+            }
+        }
+        n += (size_t)snprintf(raw + n, 4096 - n, "\r\n");
+        if (parse_one(true, raw, n, &m) != (int)n) {
+            if (bad++ < 3)
+                note("  refused: %.*s", (int)n, raw);
+            continue;
+        }
+        for (unsigned i = 0; i < m.nheaders + ARRAY_SIZE(probes); i++) {
+            struct slice name = i < m.nheaders ? m.headers[i].name
+                                               : slice_cstr(probes[i - m.nheaders]);
+            unsigned long cmps = 0;
+            checks++;
+            if (http1_is_hop_by_hop(&m, name) != ref_hop(&m, name, &cmps) && bad++ < 3)
+                note("  '%.*s' disagrees in: %.*s", (int)name.len, name.p, (int)n, raw);
+        }
+    }
+    ok(bad == 0, "Connection options vs the old walk: %d checks, %d disagree", checks, bad);
+    free(raw);
+}
+
+/* More than HTTP1_MAX_CONN_OPTS options listed, repeats included, is
+ * refused; empty elements and non-tokens do not count. Every verdict is the
+ * same whole, byte by byte and in random splits. */
+static void test_conn_bound(void)
+{
+    char *raw = xmalloc(1 << 16);
+    static const struct {
+        int line;
+        bool request;
+        unsigned opts, repeats, headers; /* <opts> distinct, each listed <repeats> times */
+        const char *pad;                 /* between elements */
+        int want;
+        const char *why;
+    } c[] = {
+        {__LINE__, true, 32, 1, 1, ", ", ACCEPT, "32 options"},
+        {__LINE__, true, 33, 1, 1, ", ", 400, "33 options"},
+        {__LINE__, true, 32, 1, 3, ",", ACCEPT, "32 options over three headers"},
+        {__LINE__, true, 33, 1, 3, ",", 400, "33 options over three headers"},
+        {__LINE__, true, 1, 32, 1, ",", ACCEPT, "one option 32 times"},
+        {__LINE__, true, 1, 33, 1, ",", 400, "one option 33 times"},
+        {__LINE__, true, 11, 3, 2, ",", 400, "11 options 3 times"},
+        {__LINE__, true, 32, 1, 1, " ,, ,\t,, a b ,,", ACCEPT,
+         "32 options among empty elements and non-tokens"},
+        {__LINE__, false, 32, 1, 2, ", ", ACCEPT, "response: 32 options"},
+        {__LINE__, false, 33, 1, 2, ", ", 502, "response: 33 options"},
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(c); i++) {
+        size_t n = (size_t)snprintf(raw, 1 << 16, "%s",
+                                    c[i].request ? "GET / HTTP/1.1\r\nHost: a\r\n"
+                                                 : "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n");
+        unsigned total = c[i].opts * c[i].repeats, per = (total + c[i].headers - 1) / c[i].headers;
+        for (unsigned k = 0; k < total; k++) {
+            if (k % per == 0)
+                n += (size_t)snprintf(raw + n, (1 << 16) - n, "%sConnection: ", k ? "\r\n" : "");
+            else
+                n += (size_t)snprintf(raw + n, (1 << 16) - n, "%s", c[i].pad);
+            n += (size_t)snprintf(raw + n, (1 << 16) - n, "%s-%u", k % 2 ? "x-Opt" : "X-OPT",
+                                  k % c[i].opts);
+        }
+        n += (size_t)snprintf(raw + n, (1 << 16) - n, "\r\n\r\n");
+        check(c[i].line, c[i].request, false, raw, n, c[i].want, ANY, ANY, c[i].why,
+              &http1_default_limits);
+    }
+    /* 8 KiB of empty elements and junk around two options: accepted. */
+    size_t n = (size_t)snprintf(raw, 1 << 16, "GET / HTTP/1.1\r\nHost: a\r\nConnection: x-a");
+    while (n < 8000)
+        n += (size_t)snprintf(raw + n, (1 << 16) - n, ", ,a b,,\t");
+    n += (size_t)snprintf(raw + n, (1 << 16) - n, ",close\r\n\r\n");
+    check(__LINE__, true, false, raw, n, ACCEPT, NONE, 0, "8 KiB of empty elements and non-tokens",
+          &http1_default_limits);
+    free(raw);
+}
+
+/* Builds the audit's head: 90 headers, three Connection lists of about
+ * <list_bytes> each, holding 30 options of equal length (differing only at
+ * their end, the old walk's worst case) among empty elements and
+ * non-tokens, and 5 headers named by options. Only the padding depends on
+ * <list_bytes>. Returns its length. */
+static size_t cost_head(char *raw, size_t cap, size_t list_bytes)
+{
+    const size_t optlen = 200;
+    size_t n = (size_t)snprintf(raw, cap, "POST /v1/chat/completions HTTP/1.1\r\nHost: a\r\n");
+    for (int l = 0; l < 3; l++) {
+        size_t start = n;
+        n += (size_t)snprintf(raw + n, cap - n, "Connection: ");
+        for (int k = 0; k < 10; k++) {
+            n += (size_t)snprintf(raw + n, cap - n, "%sx-", k ? ", " : "");
+            memset(raw + n, 'o', optlen);
+            n += optlen;
+            n += (size_t)snprintf(raw + n, cap - n, "-%02d", l * 10 + k);
+        }
+        while (n - start < list_bytes)
+            n += (size_t)snprintf(raw + n, cap - n, ", ,\t, a b ,");
+        n += (size_t)snprintf(raw + n, cap - n, "\r\n");
+    }
+    for (int h = 0; h < 5; h++) {
+        n += (size_t)snprintf(raw + n, cap - n, "X-");
+        memset(raw + n, 'O', optlen);
+        n += optlen;
+        n += (size_t)snprintf(raw + n, cap - n, "-%02d: 1\r\n", h * 6);
+    }
+    for (int h = 0; h < 81; h++)
+        n += (size_t)snprintf(raw + n, cap - n, "X-Header-%02d: value %d\r\n", h, h);
+    n += (size_t)snprintf(raw + n, cap - n, "\r\n");
+    return n;
+}
+
+/* The proxy asks about every header of a head it rewrites. The probes of
+ * the option set are counted (http1_conn_cmps): at most
+ * HTTP1_MAX_CONN_OPTS^2/2 for the parse and HTTP1_MAX_CONN_OPTS per
+ * question, and exactly the same for 2 KiB lists as for 8 KiB ones. The old
+ * walk made one comparison per list element per question. */
+static void test_conn_cost(void)
+{
+    size_t cap = 1 << 16;
+    char *raw = xmalloc(cap);
+    unsigned long parse_cmps[2], hop_cmps[2], old_cmps = 0;
+    unsigned dropped[2];
+    bool agree = true;
+    for (int v = 0; v < 2; v++) {
+        size_t n = cost_head(raw, cap, v ? 8150 : 2200);
+        struct http1_msg m;
+        http1_conn_cmps = 0;
+        int rc = parse_one(true, raw, n, &m);
+        parse_cmps[v] = http1_conn_cmps;
+        if (!ok(rc == (int)n && m.nheaders == 90 && m.nconn_opts == 30,
+                "cost head (%zu bytes, lists of %d): 90 headers, 30 options", n,
+                v ? 8150 : 2200))
+            note("  rc %d error %d %s nheaders %u nconn_opts %u", rc, m.error,
+                 m.error_reason ? m.error_reason : "", m.nheaders, m.nconn_opts);
+        http1_conn_cmps = 0;
+        dropped[v] = 0;
+        for (unsigned i = 0; i < m.nheaders; i++) {
+            unsigned long before = http1_conn_cmps;
+            bool hop = http1_is_hop_by_hop(&m, m.headers[i].name);
+            if (http1_conn_cmps - before > HTTP1_MAX_CONN_OPTS)
+                agree = false;
+            dropped[v] += hop;
+            if (v == 1) {
+                unsigned long c = 0;
+                agree &= hop == ref_hop(&m, m.headers[i].name, &c);
+                old_cmps += c;
+            }
+        }
+        hop_cmps[v] = http1_conn_cmps;
+    }
+    note("  option probes: parse %lu, 90 questions %lu; the old walk compared %lu elements",
+         parse_cmps[1], hop_cmps[1], old_cmps);
+    ok(dropped[0] == 8 && dropped[1] == 8 && agree,
+       "cost head: Connection x3 and the 5 option-named headers are hop-by-hop, as before");
+    ok(parse_cmps[1] <= HTTP1_MAX_CONN_OPTS * HTTP1_MAX_CONN_OPTS / 2,
+       "cost head: parse probes %lu <= %d", parse_cmps[1],
+       HTTP1_MAX_CONN_OPTS * HTTP1_MAX_CONN_OPTS / 2);
+    ok(hop_cmps[1] <= 90 * HTTP1_MAX_CONN_OPTS, "cost head: 90 questions cost %lu probes <= %d",
+       hop_cmps[1], 90 * HTTP1_MAX_CONN_OPTS);
+    ok(parse_cmps[0] == parse_cmps[1] && hop_cmps[0] == hop_cmps[1],
+       "cost head: the same probes for 2 KiB and 8 KiB lists (%lu+%lu vs %lu+%lu)",
+       parse_cmps[0], hop_cmps[0], parse_cmps[1], hop_cmps[1]);
+
+    /* The worst order for the parse: 32 distinct options, the last one
+     * repeated is refused before the repeats can cost anything. */
+    size_t n = (size_t)snprintf(raw, cap, "GET / HTTP/1.1\r\nHost: a\r\nConnection: o0");
+    for (int k = 1; k < 32; k++)
+        n += (size_t)snprintf(raw + n, cap - n, ",o%d", k);
+    while (n < 8000)
+        n += (size_t)snprintf(raw + n, cap - n, ",o31");
+    n += (size_t)snprintf(raw + n, cap - n, "\r\n\r\n");
+    struct http1_msg m;
+    http1_conn_cmps = 0;
+    int rc = parse_one(true, raw, n, &m);
+    ok(rc == -1 && m.error == 400 && http1_conn_cmps <= HTTP1_MAX_CONN_OPTS * HTTP1_MAX_CONN_OPTS,
+       "8 KiB of one repeated option: 400 after %lu probes", http1_conn_cmps);
+    free(raw);
+}
+
 /* HTTP/1.0 and 1.1 persistence defaults (RFC 9112 §9.3). */
 static void test_keep_alive(void)
 {
@@ -1003,6 +1312,9 @@ int main(void)
     test_request_table();
     test_request_fields();
     test_keep_alive();
+    test_conn_semantics();
+    test_conn_bound();
+    test_conn_cost();
     test_te_obfuscation();
     test_limits();
     test_response_table();
