@@ -554,3 +554,155 @@ int json_top_string(const char *s, size_t len, const char *key, struct slice *va
             return -EINVAL;
     }
 }
+
+/* ---------------------------------------------------------------- all fields */
+
+static bool is_scalar_char(char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+           c == '-' || c == '+' || c == '.';
+}
+
+/* One bit per open container (1 = object) in a 64-bit word. */
+_Static_assert(JSON_MAX_DEPTH <= 64, "container kinds must fit in a uint64_t");
+
+/* Skips the value starting at <s[i]> (not whitespace): returns the index
+ * after it, or len + 1 if its framing is broken. Unlike skip_value(), the
+ * closing brackets must match the opening ones by kind, depth stops where
+ * json_parse() stops (the top-level object is one level), and a value must
+ * start like a value: a body that our scan and the backend's parser would
+ * split into members differently is refused, not guessed at. Strings go by
+ * memchr; scalars are a run of their alphabet, not checked further. */
+static size_t skip_member_value(const char *s, size_t len, size_t i)
+{
+    uint64_t kinds = 0;
+    unsigned depth = 0;
+    do {
+        char c = s[i];
+        if (c == '"') {
+            i = skip_string(s, len, i);
+            if (i > len)
+                return len + 1;
+        } else if (c == '{' || c == '[') {
+            if (depth == JSON_MAX_DEPTH - 1)
+                return len + 1;
+            kinds = kinds << 1 | (c == '{');
+            depth++;
+            i++;
+        } else if (c == '}' || c == ']') {
+            if (depth == 0 || (kinds & 1) != (c == '}'))
+                return len + 1;
+            kinds >>= 1;
+            depth--;
+            i++;
+        } else if (is_scalar_char(c)) {
+            while (i < len && is_scalar_char(s[i]))
+                i++;
+        } else if (depth > 0 && (c == ',' || c == ':' || c == ' ' || c == '\t' || c == '\n' ||
+                                 c == '\r')) {
+            i++;
+        } else {
+            return len + 1;
+        }
+    } while (depth > 0 && i < len);
+    return depth > 0 ? len + 1 : i;
+}
+
+static enum json_type type_at(char c)
+{
+    switch (c) {
+    case '"': return JSON_STRING;
+    case '{': return JSON_OBJECT;
+    case '[': return JSON_ARRAY;
+    case 't': return JSON_TRUE;
+    case 'f': return JSON_FALSE;
+    case 'n': return JSON_NULL;
+    default: return JSON_NUMBER;
+    }
+}
+
+static int top_fields_fail(struct json_field *f, unsigned nf, int err)
+{
+    for (unsigned k = 0; k < nf; k++) {
+        f[k].count = 0;
+        f[k].type = JSON_NONE;
+        f[k].val = slice_make(NULL, 0);
+    }
+    return err;
+}
+
+int json_top_fields(const char *s, size_t len, struct json_field *f, unsigned nf)
+{
+    size_t klen[JSON_TOP_FIELDS_MAX];
+    if (nf > JSON_TOP_FIELDS_MAX)
+        return top_fields_fail(f, 0, -E2BIG);
+    for (unsigned k = 0; k < nf; k++)
+        klen[k] = strlen(f[k].key);
+    top_fields_fail(f, nf, 0);
+
+    size_t i = skip_ws_at(s, len, 0);
+    if (i >= len || s[i] != '{')
+        return top_fields_fail(f, nf, -EINVAL);
+    i = skip_ws_at(s, len, i + 1);
+    if (i < len && s[i] == '}') {
+        i++;
+    } else {
+        for (;;) {
+            if (i >= len || s[i] != '"')
+                return top_fields_fail(f, nf, -EINVAL);
+            size_t ks = i + 1, ke = skip_string(s, len, i);
+            if (ke > len)
+                return top_fields_fail(f, nf, -EINVAL);
+            /* Which requested field this member names, if any. Escaped
+             * names are validated and decoded once by the real string
+             * parser, then compared as json_str_eq() (what json_get()
+             * uses) would: decoded, within the same 512-byte scratch. */
+            int hit = -1;
+            if (memchr(s + ks, '\\', ke - 1 - ks) == NULL) {
+                for (unsigned k = 0; k < nf && hit < 0; k++)
+                    if (ke - 1 - ks == klen[k] && memcmp(s + ks, f[k].key, klen[k]) == 0)
+                        hit = (int)k;
+            } else {
+                struct json_tok kt;
+                struct parser p = {.s = s, .len = len, .pos = i, .toks = &kt, .max = 1};
+                char name[512];
+                if (parse_string(&p) < 0)
+                    return top_fields_fail(f, nf, -EINVAL);
+                if (json_str(s, &kt, name, sizeof(name)) >= 0)
+                    for (unsigned k = 0; k < nf && hit < 0; k++)
+                        if (strcmp(name, f[k].key) == 0)
+                            hit = (int)k;
+            }
+            i = skip_ws_at(s, len, ke);
+            if (i >= len || s[i] != ':')
+                return top_fields_fail(f, nf, -EINVAL);
+            i = skip_ws_at(s, len, i + 1);
+            if (i >= len)
+                return top_fields_fail(f, nf, -EINVAL);
+            size_t vs = i;
+            i = skip_member_value(s, len, i);
+            if (i > len)
+                return top_fields_fail(f, nf, -EINVAL);
+            /* Every requested name may appear several times; only the
+             * first decides type and value, as in json_get(). */
+            if (hit >= 0 && f[hit].count++ == 0) {
+                f[hit].type = type_at(s[vs]);
+                if (f[hit].type == JSON_STRING)
+                    f[hit].val = slice_make(s + vs + 1, i - vs - 2);
+            }
+            i = skip_ws_at(s, len, i);
+            if (i < len && s[i] == '}') {
+                i++;
+                break;
+            }
+            if (i >= len || s[i] != ',')
+                return top_fields_fail(f, nf, -EINVAL);
+            i = skip_ws_at(s, len, i + 1);
+        }
+    }
+    /* Nothing after the object: "{...} {...}" is two texts, and a parser
+     * that reads a stream would serve the second. */
+    if (skip_ws_at(s, len, i) != len)
+        return top_fields_fail(f, nf, -EINVAL);
+    return 0;
+}

@@ -80,4 +80,34 @@ void json_append_str(struct buf *out, const char *str, size_t len);
  * bytes up to the key (the body may be megabytes of prompt after it). */
 int json_top_string(const char *s, size_t len, const char *key, struct slice *val);
 
+/* One requested top-level member for json_top_fields(). */
+struct json_field {
+    const char *key;     /* in: the member name, matched after decoding escapes */
+    unsigned count;      /* out: top-level members with that name (0, 1, or a duplicate) */
+    enum json_type type; /* out: type of the first such member's value; JSON_NONE if count is 0 */
+    struct slice val;    /* out: raw contents of that value if it is a string, as
+                          * json_top_string() gives them; else empty */
+};
+
+#define JSON_TOP_FIELDS_MAX 16
+
+/* Looks up <nf> (at most JSON_TOP_FIELDS_MAX) top-level members of the JSON
+ * object in <s>/<len> in one pass over the whole text, and counts every
+ * occurrence of each: a request that names "model" twice is routed by one
+ * and served by the other (most parsers take the last member, json_get()
+ * the first), so the caller refuses count > 1 rather than pick one.
+ *
+ * Returns 0 with every field filled, -EINVAL if the text is not an object
+ * (framing: key strings, ':' and ',' between members, brackets matched by
+ * kind and depth-bounded as json_parse() does, nothing but whitespace after
+ * the closing brace; values are otherwise not validated), -E2BIG if <nf> is
+ * too large. After -EINVAL every field reads count 0, JSON_NONE.
+ *
+ * On valid JSON it agrees with json_parse() + json_get(): count is the
+ * number of top-level members whose decoded name equals key ("mod\u0065l"
+ * is "model"; names inside nested values never count), type and val are
+ * those of the member json_get() returns. Strings are skipped at memchr
+ * speed, as in json_top_string(), but the scan always reaches the end. */
+int json_top_fields(const char *s, size_t len, struct json_field *f, unsigned nf);
+
 #endif

@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: MIT
  * libFuzzer target: the JSON reader. The whole input is the text. On valid
  * JSON: json_top_string agrees with json_parse + json_get for every top-level
- * key and a few fixed ones; json_str decodes every string into a buffer of
+ * key and a few fixed ones, and json_top_fields counts every top-level member
+ * of those names as a walk of the tokens does (duplicates, escaped names); json_str decodes every string into a buffer of
  * exactly the advertised size (ASan catches a byte too many) and the result
  * survives json_append_str + json_parse + json_str; json_int never misreads.
- * On any input: json_top_string and json_parse never read past the end. */
+ * On any input: json_top_string, json_top_fields and json_parse never read
+ * past the end. */
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -43,6 +45,37 @@ static void check_top(const char *s, size_t len, const char *key)
         CHECK(rc == 0);
 }
 
+/* json_top_fields must count what json_parse + json_get see: for each key,
+ * the top-level members json_str_eq() matches, the type of the one json_get()
+ * returns, and its raw slice if it is a string. */
+static void check_fields(const char *s, size_t len, const char *const *keys, unsigned nk)
+{
+    struct json_field f[JSON_TOP_FIELDS_MAX];
+    for (unsigned k = 0; k < nk; k++)
+        f[k] = (struct json_field){.key = keys[k]};
+    int rc = json_top_fields(s, len, f, nk);
+    if (toks[0].type != JSON_OBJECT) {
+        CHECK(rc == -EINVAL);
+        return;
+    }
+    CHECK(rc == 0);
+    for (unsigned k = 0; k < nk; k++) {
+        unsigned count = 0;
+        int m = 1;
+        for (uint32_t i = 0; i < toks[0].size; i++) {
+            count += json_str_eq(s, &toks[m], keys[k]);
+            m = (int)toks[m + 1].next;
+        }
+        int g = json_get(s, toks, 0, keys[k]);
+        CHECK(f[k].count == count);
+        CHECK(f[k].type == (g >= 0 ? toks[g].type : JSON_NONE));
+        if (g >= 0 && toks[g].type == JSON_STRING)
+            CHECK(f[k].val.p == s + toks[g].start && f[k].val.len == toks[g].end - toks[g].start);
+        else
+            CHECK(f[k].val.len == 0);
+    }
+}
+
 /* Decodes string token <t> into an exact-size heap buffer, and round-trips it. */
 static void check_string(const char *s, const struct json_tok *t, struct buf *b)
 {
@@ -74,7 +107,7 @@ static void check_string(const char *s, const struct json_tok *t, struct buf *b)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const char *s = (const char *)data;
-    static const char *const keys[] = {"model", "stream", "", "a", "messages"};
+    static const char *const keys[] = {"model", "stream", "", "a", "messages", "user", "id"};
     struct slice v;
     int n = json_parse(s, size, toks, MAXTOK);
     CHECK(n == -EINVAL || n == -E2BIG || (n >= 1 && n <= MAXTOK));
@@ -85,10 +118,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (rc == 1)
                 CHECK(v.p >= s && v.p + v.len <= s + size);
         }
+        struct json_field f[ARRAY_SIZE(keys)];
+        for (size_t k = 0; k < ARRAY_SIZE(keys); k++)
+            f[k] = (struct json_field){.key = keys[k]};
+        int rc = json_top_fields(s, size, f, ARRAY_SIZE(keys));
+        CHECK(rc == -EINVAL || rc == 0);
+        for (size_t k = 0; k < ARRAY_SIZE(keys); k++) {
+            CHECK(rc == 0 || (f[k].count == 0 && f[k].type == JSON_NONE));
+            CHECK(f[k].val.len == 0 || (f[k].val.p >= s && f[k].val.p + f[k].val.len <= s + size));
+            CHECK(f[k].count > 0 || f[k].type == JSON_NONE);
+        }
         return 0;
     }
     for (size_t k = 0; k < ARRAY_SIZE(keys); k++)
         check_top(s, size, keys[k]);
+    check_fields(s, size, keys, ARRAY_SIZE(keys));
     struct buf b = {0};
     char key[512];
     for (int i = 0; i < n; i++) {
@@ -107,12 +151,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             }
         }
     }
-    /* Every top-level key of an object, looked up both ways. */
+    /* Every top-level key of an object, looked up both ways, and counted. */
     if (toks[0].type == JSON_OBJECT) {
         int k = 1;
         for (uint32_t m = 0; m < toks[0].size; m++) {
-            if (json_str(s, &toks[k], key, sizeof(key)) >= 0)
+            if (json_str(s, &toks[k], key, sizeof(key)) >= 0) {
+                const char *one[1] = {key};
                 check_top(s, size, key);
+                check_fields(s, size, one, 1);
+            }
             k = (int)toks[k + 1].next;
         }
     }

@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT
  * Tests of the strict JSON reader: JSONTestSuite-style accept/refuse tables,
  * token shapes, json_get / json_str / json_int / json_append_str, and the
- * rule that json_top_string() agrees with json_parse() + json_get() on valid
- * JSON. Inputs sit at the end of a page followed by a PROT_NONE page, so a
- * read past the end crashes. */
+ * rule that json_top_string() and json_top_fields() agree with json_parse() +
+ * json_get() on valid JSON (json_top_fields() also counting duplicates).
+ * Inputs sit at the end of a page followed by a PROT_NONE page, so a read
+ * past the end crashes. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -463,9 +464,214 @@ static void test_top_string(void)
     ok(1, "every truncation of a request scanned without over-read");
 }
 
+/* ---------------------------------------------------------------- json_top_fields */
+
+/* Returns true if json_top_fields agrees with json_parse + json_get on <s>
+ * for <keys>: valid JSON object: each count is the number of top-level
+ * members json_str_eq() matches, type and raw string value those of the
+ * member json_get() returns; valid JSON not an object: -EINVAL. Invalid
+ * JSON: -EINVAL or 0, and slices inside the text. */
+static bool fields_agree(const char *s0, size_t len, const char *const *keys, unsigned nk)
+{
+    const char *s = at_guard(s0, len);
+    struct json_field f[JSON_TOP_FIELDS_MAX];
+    for (unsigned k = 0; k < nk; k++)
+        f[k] = (struct json_field){.key = keys[k], .count = 99, .type = JSON_ARRAY};
+    int rc = json_top_fields(s, len, f, nk);
+    int n = json_parse(s, len, toks, MAXTOK);
+    if (n < 0) {
+        for (unsigned k = 0; rc == 0 && k < nk; k++)
+            if (f[k].val.len && (f[k].val.p < s || f[k].val.p + f[k].val.len > s + len))
+                return false;
+        return rc == 0 || rc == -EINVAL;
+    }
+    if (toks[0].type != JSON_OBJECT)
+        return rc == -EINVAL && f[0].count == 0;
+    if (rc != 0)
+        return false;
+    for (unsigned k = 0; k < nk; k++) {
+        unsigned count = 0;
+        int m = 1;
+        for (uint32_t i = 0; i < toks[0].size; i++) {
+            count += json_str_eq(s, &toks[m], keys[k]);
+            m = (int)toks[m + 1].next;
+        }
+        int g = json_get(s, toks, 0, keys[k]);
+        if (f[k].count != count || f[k].type != (g >= 0 ? toks[g].type : JSON_NONE))
+            return false;
+        if (g >= 0 && toks[g].type == JSON_STRING) {
+            if (f[k].val.p != s + toks[g].start || f[k].val.len != toks[g].end - toks[g].start)
+                return false;
+        } else if (f[k].val.len != 0) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static void test_top_fields(void)
+{
+    static const char *const keys[] = {"model", "user", "id"};
+    static const struct {
+        int line;
+        const char *text;
+        int rc;
+        unsigned model, user, id; /* counts */
+    } c[] = {
+        {__LINE__, "{\"model\":\"m\"}", 0, 1, 0, 0},
+        {__LINE__, "{\"model\":\"a\",\"model\":\"b\"}", 0, 2, 0, 0},
+        {__LINE__, "{\"model\":\"a\",\"mod\\u0065l\":\"b\"}", 0, 2, 0, 0},
+        {__LINE__, "{\"\\u006d\\u006f\\u0064\\u0065\\u006c\":\"a\",\"x\":1,\"model\":\"b\"}", 0, 2,
+         0, 0},
+        {__LINE__, "{\"model\":null,\"model\":\"late\"}", 0, 2, 0, 0},
+        {__LINE__, "{\"model\":\"a\",\"user\":\"u\",\"id\":\"i\",\"user\":\"v\",\"id\":7}", 0, 1, 2,
+         2},
+        {__LINE__, "{\"model\":\"a\",\"messages\":[{\"model\":\"b\"}],\"x\":{\"model\":\"c\"}}", 0,
+         1, 0, 0},
+        {__LINE__, "{\"a\":[\"model\",\"model\"],\"b\":\"\\\"model\\\":\\\"x\\\"\"}", 0, 0, 0, 0},
+        {__LINE__, "{\"model\":{\"model\":\"x\"},\"user\":[1,2]}", 0, 1, 1, 0},
+        {__LINE__, "{\"model\":1,\"user\":true,\"id\":false}", 0, 1, 1, 1},
+        {__LINE__, "{\"model \":\"a\",\"Model\":\"b\",\"mode\":\"c\",\"modelx\":\"d\"}", 0, 0, 0, 0},
+        {__LINE__, "{\"model\\u0000\":\"nul\",\"model\":\"m\"}", 0, 1, 0, 0},
+        {__LINE__, " {\n\"model\" :\t\"a\" ,\r\n\"model\":\"b\" } \n", 0, 2, 0, 0},
+        {__LINE__, "{}", 0, 0, 0, 0},
+        /* not an object, or framing broken: -EINVAL whatever came before */
+        {__LINE__, "[\"model\"]", -EINVAL, 0, 0, 0},
+        {__LINE__, "\"model\"", -EINVAL, 0, 0, 0},
+        {__LINE__, "", -EINVAL, 0, 0, 0},
+        {__LINE__, "{\"model\":\"a\"} {\"model\":\"b\"}", -EINVAL, 0, 0, 0},
+        {__LINE__, "{\"model\":\"a\"}x", -EINVAL, 0, 0, 0},
+        {__LINE__, "{\"model\":\"a\",}", -EINVAL, 0, 0, 0},
+        {__LINE__, "{\"model\":\"a\"", -EINVAL, 0, 0, 0},
+        {__LINE__, "{\"model\":\"a", -EINVAL, 0, 0, 0},
+        {__LINE__, "{\"model\":}", -EINVAL, 0, 0, 0},
+        {__LINE__, "{\"model\" \"a\"}", -EINVAL, 0, 0, 0},
+        {__LINE__, "{\"model\":\"a\" \"model\":\"b\"}", -EINVAL, 0, 0, 0},
+        {__LINE__, "{\"x\":[1},\"model\":\"b\"]}", -EINVAL, 0, 0, 0},
+        {__LINE__, "{\"x\":{\"a\":1],\"model\":\"b\"}", -EINVAL, 0, 0, 0},
+        {__LINE__, "{\"x\":1 2,\"model\":\"b\"}", -EINVAL, 0, 0, 0},
+        {__LINE__, "{\"x\":]\"model\":\"b\"}", -EINVAL, 0, 0, 0},
+        {__LINE__, "{\"m\\x\":1,\"model\":\"b\"}", -EINVAL, 0, 0, 0},
+        {__LINE__, "{\"\\u\"", -EINVAL, 0, 0, 0},
+        {__LINE__, "{model:\"a\"}", -EINVAL, 0, 0, 0},
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(c); i++) {
+        size_t len = strlen(c[i].text);
+        const char *s = at_guard(c[i].text, len);
+        struct json_field f[3] = {{.key = "model"}, {.key = "user"}, {.key = "id"}};
+        int rc = json_top_fields(s, len, f, 3);
+        ok(rc == c[i].rc && f[0].count == c[i].model && f[1].count == c[i].user &&
+               f[2].count == c[i].id && fields_agree(c[i].text, len, keys, 3),
+           "line %d: json_top_fields %d, counts %u %u %u", c[i].line, c[i].rc, c[i].model,
+           c[i].user, c[i].id);
+    }
+
+    /* Values: the first member decides, as json_get(), and the raw slice is
+     * json_top_string()'s. */
+    static const char dup[] = "{\"model\":\"first\",\"user\":1,\"model\":\"second\"}";
+    struct json_field f[3] = {{.key = "model"}, {.key = "user"}, {.key = "id"}};
+    struct slice v;
+    const char *g = at_guard(dup, sizeof(dup) - 1);
+    ok(json_top_fields(g, sizeof(dup) - 1, f, 3) == 0 &&
+           f[0].count == 2 && f[0].type == JSON_STRING && slice_eq_cstr(f[0].val, "first") &&
+           f[1].count == 1 && f[1].type == JSON_NUMBER && f[1].val.len == 0 &&
+           f[2].count == 0 && f[2].type == JSON_NONE,
+       "json_top_fields: first value, its type, absent key");
+    ok(json_top_string(g, sizeof(dup) - 1, "model", &v) == 1 && v.p == f[0].val.p &&
+           v.len == f[0].val.len,
+       "json_top_fields: the same slice as json_top_string");
+    ok(json_top_fields("{}", 2, f, JSON_TOP_FIELDS_MAX + 1) == -E2BIG,
+       "json_top_fields: more than JSON_TOP_FIELDS_MAX fields is -E2BIG");
+    ok(json_top_fields("{}", 2, f, 0) == 0, "json_top_fields: no fields");
+    f[0].count = 5;
+    ok(json_top_fields("{\"model\":\"a\",", 13, f, 3) == -EINVAL && f[0].count == 0 &&
+           f[0].type == JSON_NONE,
+       "json_top_fields: an error leaves every field empty");
+
+    /* Depth as json_parse() counts it: the object plus 63 levels passes. */
+    struct buf b = {0};
+    for (int extra = 0; extra < 2; extra++) {
+        b.len = b.off = 0;
+        buf_append_str(&b, "{\"a\":");
+        for (int d = 0; d < JSON_MAX_DEPTH - 1 + extra; d++)
+            buf_append_str(&b, "[");
+        for (int d = 0; d < JSON_MAX_DEPTH - 1 + extra; d++)
+            buf_append_str(&b, "]");
+        buf_append_str(&b, ",\"model\":\"m\"}");
+        ok(fields_agree(buf_data(&b), b.len, keys, 3) &&
+               json_top_fields(buf_data(&b), b.len, f, 3) == (extra ? -EINVAL : 0),
+           "json_top_fields: %d nested levels %s", JSON_MAX_DEPTH - 1 + extra,
+           extra ? "refused, as json_parse" : "pass");
+    }
+
+    /* A large body: 7 MiB of prompt with brackets, quotes and escapes
+     * between two "model" members, and nested "model" keys. The duplicate
+     * at the end is found. */
+    b.len = b.off = 0;
+    buf_append_str(&b, "{\"model\":\"a\",\"messages\":[");
+    for (int i = 0; i < 64; i++) {
+        buf_append_str(&b, i ? ",{\"model\":\"in\",\"content\":\"" : "{\"model\":\"in\",\"content\":\"");
+        for (int k = 0; k < 4096; k++)
+            buf_append_str(&b, "} ] \\\" \\\\ {\\\"model\\\":\\\"x\\\"}");
+        buf_append_str(&b, "\"}");
+    }
+    buf_append_str(&b, "],\"stream\":true,\"mod\\u0065l\":\"b\"}");
+    ok(b.len > (4u << 20), "large body: %zu bytes", b.len);
+    ok(json_top_fields(buf_data(&b), b.len, f, 3) == 0 && f[0].count == 2 &&
+           slice_eq_cstr(f[0].val, "a") && f[1].count == 0,
+       "large body: the escaped duplicate after 7 MiB is counted, nested ones are not");
+    ok(json_parse(buf_data(&b), b.len, toks, MAXTOK) > 0 && fields_agree(buf_data(&b), b.len, keys, 3),
+       "large body: agrees with json_parse + json_get");
+    buf_free(&b);
+
+    /* Random objects from a small grammar, as for json_top_string. */
+    static const char *const rkeys[] = {"\"model\"", "\"mod\\u0065l\"", "\"user\"", "\"id\"",
+                                        "\"\\u0069d\"", "\"\"", "\"model \"", "\"\\\"model\""};
+    static const char *const rvals[] = {"\"x\"", "\"y\\\"z\"", "1", "-0.5e2", "true", "null",
+                                        "[]", "{}", "[\"model\",{\"model\":\"in\"}]",
+                                        "{\"id\":[1,2,\"]\"]}", "\"\\u00e9\"", "[[{}],{\"a\":[]}]"};
+    static const char *const probe[] = {"model", "user", "id", "", "\"model", "model "};
+    uint64_t rng = 4242;
+    int rbad = 0, rn = 0;
+    for (int round = 0; round < 3000; round++) {
+        b.len = b.off = 0;
+        buf_append_str(&b, "{");
+        int members = (int)(util_rand64(&rng) % 7);
+        for (int m = 0; m < members; m++) {
+            if (m)
+                buf_append_str(&b, util_rand64(&rng) % 2 ? "," : " ,\n");
+            buf_append_str(&b, rkeys[util_rand64(&rng) % ARRAY_SIZE(rkeys)]);
+            buf_append_str(&b, util_rand64(&rng) % 2 ? ":" : " : ");
+            buf_append_str(&b, rvals[util_rand64(&rng) % ARRAY_SIZE(rvals)]);
+        }
+        buf_append_str(&b, "}");
+        rn++;
+        if (!fields_agree(buf_data(&b), b.len, probe, ARRAY_SIZE(probe)) && rbad++ < 3)
+            note("  disagree: %.*s", (int)b.len, buf_data(&b));
+        /* and every truncation of it: never a read past the end */
+        for (size_t n = 0; n < b.len; n += 1 + b.len / 16) {
+            rn++;
+            if (!fields_agree(buf_data(&b), n, probe, ARRAY_SIZE(probe)) && rbad++ < 3)
+                note("  disagree at %zu: %.*s", n, (int)n, buf_data(&b));
+        }
+    }
+    ok(rbad == 0, "json_top_fields vs json_get: %d random texts, %d disagree", rn, rbad);
+    buf_free(&b);
+
+    /* Every truncation of a request: -EINVAL, never a read past the end. */
+    static const char req[] = "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":"
+                              "\"hi \\\"there\\\" \\u00e9\"}],\"mod\\u0065l\":\"n\"}";
+    int trunc_bad = 0;
+    for (size_t n = 0; n < sizeof(req) - 1; n++)
+        trunc_bad += json_top_fields(at_guard(req, n), n, f, 3) != -EINVAL;
+    ok(trunc_bad == 0 && json_top_fields(at_guard(req, sizeof(req) - 1), sizeof(req) - 1, f, 3) == 0 &&
+           f[0].count == 2,
+       "json_top_fields: every truncation is -EINVAL, the whole request has 2 models");
+}
+
 int main(void)
 {
-    guard_init(1 << 18);
+    guard_init(8 << 20); /* test_top_fields: a body of 7 MiB */
     test_tables();
     test_depth();
     test_e2big();
@@ -474,6 +680,7 @@ int main(void)
     test_int();
     test_append_roundtrip();
     test_top_string();
+    test_top_fields();
     buf_cache_drain();
     return done_testing();
 }
