@@ -93,7 +93,8 @@ static const char *address_denied(struct conn *c, const struct net_addr *a)
     return NULL;
 }
 
-/* Reads one service object into <sp>. Returns NULL or an error message. */
+/* Reads one service object into <sp>, which then owns its model list
+ * (reg_spec_free), error or not. Returns NULL or an error message. */
 static const char *parse_service(struct conn *c, const char *js, const struct json_tok *t, int obj,
                                  struct backend_spec *sp, char *err)
 {
@@ -127,12 +128,17 @@ static const char *parse_service(struct conn *c, const char *js, const struct js
     if ((k = json_get(js, t, obj, "models")) >= 0) {
         if (t[k].type != JSON_ARRAY || t[k].size > REG_MAX_MODELS)
             return "\"models\" must be an array of at most 32 strings";
+        /* Decoded here, then kept packed: a spec holds only what it lists. */
+        char names[REG_MAX_MODELS][REG_MODEL_MAX + 1];
+        const char *ptrs[REG_MAX_MODELS];
         int e = k + 1;
         for (uint32_t i = 0; i < t[k].size; i++, e = (int)t[e].next) {
-            if (json_str(js, &t[e], sp->models[i], sizeof(sp->models[i])) <= 0)
+            if (json_str(js, &t[e], names[i], sizeof(names[i])) <= 0)
                 return "\"models\" must hold non-empty strings of at most 127 bytes";
-            sp->nmodels++;
+            ptrs[i] = names[i];
         }
+        if (reg_spec_set_models(sp, ptrs, t[k].size, err) != 0)
+            return err;
     }
     struct net_addr a;
     if (reg_spec_check(sp, &a, err) != 0)
@@ -140,24 +146,65 @@ static const char *parse_service(struct conn *c, const char *js, const struct js
     return address_denied(c, &a);
 }
 
-/* Parses the JSON body. Returns the token count or answers 400 and -1. */
+/* The most tokens a service takes with only the members parse_service
+ * reads: the object, six keys and their values, REG_MAX_MODELS names. */
+#define SERVICE_MAX_TOKENS (1 + 2 * 6 + REG_MAX_MODELS)
+/* ... and a body: the top object, "generation" and "services" with their
+ * values, and REG_MAX_BACKENDS services. More is refused unparsed. */
+#define BODY_MAX_TOKENS (5 + (size_t)REG_MAX_BACKENDS * SERVICE_MAX_TOKENS)
+
+/* The tokens <s> takes if it is valid JSON, or more: every token but the
+ * first follows a '[', '{', ',' or ':' outside strings. The token array is
+ * sized by this, not by the body's length (a body of one-byte values
+ * needs len / 2 tokens: 8M tokens, 190 MB, for 16 MiB). */
+static size_t count_tokens(const char *s, size_t len)
+{
+    size_t n = 1;
+    for (size_t i = 0; i < len; i++) {
+        char ch = s[i];
+        if (ch == '"') {
+            for (i++; i < len && s[i] != '"'; i++)
+                if (s[i] == '\\')
+                    i++;
+        } else if (ch == '[' || ch == '{' || ch == ',' || ch == ':') {
+            n++;
+        }
+    }
+    return n;
+}
+
+/* Parses the JSON body. Returns the token count, or answers (400, or 413
+ * for more values than any accepted body has) and returns -1. */
 static int parse_body(struct conn *c, struct json_tok **toks)
 {
+    const char *js = buf_data(&c->x->body);
     if (c->x->body.len == 0) {
         jerr(c, 400, "a JSON body is required", "invalid_json");
         return -1;
     }
-    /* Every token but the first takes at least two bytes (itself and a
-     * separator), so this many always suffice: no fixed cap to outgrow. */
-    unsigned max = (unsigned)(c->x->body.len / 2 + 2);
+    size_t max = count_tokens(js, c->x->body.len);
+    if (max > BODY_MAX_TOKENS) {
+        jerr(c, 413, "JSON body has too many values", "too_many_values");
+        return -1;
+    }
     *toks = xmalloc(max * sizeof(**toks));
-    int n = json_parse(buf_data(&c->x->body), c->x->body.len, *toks, max);
+    int n = json_parse(js, c->x->body.len, *toks, (unsigned)max);
     if (n < 0) {
-        jerr(c, 400, n == -E2BIG ? "JSON body has too many values" : "malformed JSON body",
-             "invalid_json");
+        /* -E2BIG too: valid JSON fits in <max> tokens. */
+        jerr(c, 400, "malformed JSON body", "invalid_json");
         return -1;
     }
     return n;
+}
+
+/* Answers a registry refusal: over REG_MAX_BACKENDS is 413, like a body
+ * with more services than that; the rest are bad services. */
+static void reg_error(struct conn *c, int r, const char *err)
+{
+    if (r == -ENOSPC)
+        jerr(c, 413, err, "too_many_backends");
+    else
+        jerr(c, 400, err, "invalid_service");
 }
 
 static void audit(struct conn *c, const char *what, const char *name)
@@ -171,7 +218,7 @@ static void audit(struct conn *c, const char *what, const char *name)
 static void do_register(struct conn *c)
 {
     struct json_tok *t = NULL;
-    struct backend_spec sp;
+    struct backend_spec sp = {0};
     char err[NET_ERR_LEN];
     if (parse_body(c, &t) < 0)
         goto out;
@@ -182,12 +229,13 @@ static void do_register(struct conn *c)
     }
     int r = reg_upsert(&c->w->srv->reg, &sp, REG_SOURCE_ADMIN, err);
     if (r < 0) {
-        jerr(c, 400, err, "invalid_service");
+        reg_error(c, r, err);
         goto out;
     }
     audit(c, r == 0 ? "registered" : "updated", sp.name);
     text(c, 200, "Registered");
 out:
+    reg_spec_free(&sp);
     free(t);
 }
 
@@ -195,6 +243,7 @@ static void do_put_services(struct conn *c)
 {
     struct json_tok *t = NULL;
     struct backend_spec *specs = NULL;
+    unsigned n_specs = 0; /* allocated (each may own a model list) */
     char err[NET_ERR_LEN];
     int64_t gen = 0;
     if (parse_body(c, &t) < 0)
@@ -210,7 +259,14 @@ static void do_put_services(struct conn *c)
         goto out;
     }
     unsigned n = t[sv].size;
+    if (n > REG_MAX_BACKENDS) {
+        /* Before anything is allocated per service. */
+        snprintf(err, sizeof(err), "too many services: %u, at most %d", n, REG_MAX_BACKENDS);
+        jerr(c, 413, err, "too_many_backends");
+        goto out;
+    }
     specs = xcalloc(n ? n : 1, sizeof(*specs));
+    n_specs = n;
     int e = sv + 1;
     for (unsigned i = 0; i < n; i++, e = (int)t[e].next) {
         const char *bad = parse_service(c, js, t, e, &specs[i], err);
@@ -227,7 +283,7 @@ static void do_put_services(struct conn *c)
         goto out;
     }
     if (r < 0) {
-        jerr(c, 400, err, "invalid_service");
+        reg_error(c, r, err);
         goto out;
     }
     char name[64];
@@ -238,7 +294,7 @@ static void do_put_services(struct conn *c)
     conn_respond(c, 200, "application/json", buf_data(&b), b.len, NULL);
     buf_free(&b);
 out:
-    free(specs);
+    reg_specs_free(specs, n_specs);
     free(t);
 }
 
@@ -309,7 +365,7 @@ static void do_metrics(struct conn *c)
                    "# TYPE llamalb_queue_rejected_total counter\nllamalb_queue_rejected_total %llu\n"
                    "# HELP llamalb_queue_timeouts_total Requests that waited too long.\n"
                    "# TYPE llamalb_queue_timeouts_total counter\nllamalb_queue_timeouts_total %llu\n",
-               s->reg.nwaiting, (unsigned long long)atomic_load(&s->reg.queued_total),
+               reg_queue_length(&s->reg), (unsigned long long)atomic_load(&s->reg.queued_total),
                (double)atomic_load(&s->reg.queue_wait_us) / 1e6,
                (unsigned long long)atomic_load(&s->reg.queue_rejects),
                (unsigned long long)atomic_load(&s->reg.queue_timeouts));

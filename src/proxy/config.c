@@ -138,7 +138,7 @@ const char *cfg_alias(const struct cfg *c, const char *m)
 
 void cfg_free(struct cfg *c)
 {
-    free(c->backends);
+    reg_specs_free(c->backends, c->nbackends);
     c->backends = NULL;
     c->nbackends = 0;
 }
@@ -315,6 +315,7 @@ static int apply(struct cfg *c, const struct opt *o, const char *v, char *err, s
         for (unsigned i = 0; i < c->nbackends; i++) {
             if (strcmp(c->backends[i].name, s.name) == 0) {
                 snprintf(err, errlen, "backend '%.64s' given twice", s.name);
+                reg_spec_free(&s);
                 return -1;
             }
         }

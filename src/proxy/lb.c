@@ -143,7 +143,9 @@ static struct backend *pick_p2c(struct backend *const *cand, unsigned n, uint64_
         else
             r -= cand[i]->eff_weight;
     }
-    return less_loaded(a, b);
+    /* r < total finds one; the check keeps the compiler from assuming a
+     * NULL b (and warning about the atomic read at its small offset). */
+    return b != NULL ? less_loaded(a, b) : a;
 }
 
 /* Drawn in proportion to weight already: the first draw is the weighted

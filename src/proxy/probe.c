@@ -82,7 +82,8 @@ void probe_reap(void)
 static void take_models(struct probe *p, const char *body, size_t len)
 {
     struct json_tok *t = xmalloc(PROBE_MAX_TOKENS * sizeof(*t));
-    char models[REG_MAX_MODELS][128];
+    char models[REG_MAX_MODELS][REG_MODEL_MAX + 1];
+    const char *names[REG_MAX_MODELS];
     unsigned n = 0;
     if (json_parse(body, len, t, PROBE_MAX_TOKENS) > 0) {
         int data = json_get(body, t, 0, "data");
@@ -90,10 +91,12 @@ static void take_models(struct probe *p, const char *body, size_t len)
             int e = data + 1;
             for (uint32_t i = 0; i < t[data].size && n < REG_MAX_MODELS; i++, e = (int)t[e].next) {
                 int id = json_get(body, t, e, "id");
-                if (id >= 0 && json_str(body, &t[id], models[n], sizeof(models[n])) > 0)
+                if (id >= 0 && json_str(body, &t[id], models[n], sizeof(models[n])) > 0) {
+                    names[n] = models[n];
                     n++;
+                }
             }
-            reg_set_probed_models(&p->w->srv->reg, p->b, models, n);
+            reg_set_probed_models(&p->w->srv->reg, p->b, names, n);
         }
     }
     free(t);

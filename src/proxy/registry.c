@@ -22,6 +22,7 @@ void reg_init(struct registry *r, unsigned nworkers, const struct lb_ops *policy
 {
     memset(r, 0, sizeof(*r));
     pthread_mutex_init(&r->lock, NULL);
+    pthread_mutex_init(&r->files_lock, NULL);
     r->nworkers = nworkers;
     r->policy = policy;
     r->eject_after = 5;
@@ -38,6 +39,8 @@ void backend_unref(struct backend *b)
 {
     if (b == NULL || atomic_fetch_sub(&b->refs, 1) != 1)
         return;
+    free((void *)b->spec.models);
+    free(b->probed);
     free(b->pools);
     free(b);
 }
@@ -51,7 +54,7 @@ void reg_deinit(struct registry *r)
         backend_unref(r->v[i]);
     }
     free(r->v);
-    free(r->files);
+    free(r->files); /* struct reg_files: no pointers inside */
     ix_free(r->ix);
     free(r->names);
     r->v = NULL;
@@ -60,9 +63,31 @@ void reg_deinit(struct registry *r)
     r->names = NULL;
     r->n = r->cap = 0;
     pthread_mutex_destroy(&r->lock);
+    pthread_mutex_destroy(&r->files_lock);
 }
 
-static void kick_locked(struct registry *r, int64_t now);
+/* Workers to wake once the registry lock is released: a wake is a write(2)
+ * to the worker's pipe, and every worker waits on that lock. kick_locked
+ * collects them (each distinct one once), wakes_run calls them after the
+ * unlock. The waiters themselves are not touched after the unlock: their
+ * worker may take and finish them at once; the wake targets (event loops)
+ * live as long as the workers. */
+#define KICK_SCAN_MAX 256 /* waiters one kick looks at */
+struct wakes {
+    unsigned n;
+    struct {
+        void (*fn)(void *);
+        void *arg;
+    } v[KICK_SCAN_MAX];
+};
+
+static void wakes_run(const struct wakes *wk)
+{
+    for (unsigned i = 0; i < wk->n; i++)
+        wk->v[i].fn(wk->v[i].arg);
+}
+
+static void kick_locked(struct registry *r, int64_t now, struct wakes *wk);
 static const struct reg_index *ix_get(struct registry *r);
 static struct model_stats *model_slot(struct registry *r, const char *model);
 
@@ -107,13 +132,87 @@ int reg_spec_check(const struct backend_spec *s, struct net_addr *addr, char *er
                  s->host);
         return -EINVAL;
     }
-    for (unsigned i = 0; i < s->nmodels; i++) {
-        if (s->models[i][0] == '\0') {
-            snprintf(err, NET_ERR_LEN, "empty model name");
+    if (s->nmodels > REG_MAX_MODELS || (s->nmodels > 0 && s->models == NULL)) {
+        snprintf(err, NET_ERR_LEN, "at most %d models", REG_MAX_MODELS);
+        return -EINVAL;
+    }
+    const char *m = s->models;
+    for (unsigned i = 0; i < s->nmodels; i++, m = reg_model_next(m)) {
+        if (m[0] == '\0' || strlen(m) > REG_MODEL_MAX) {
+            snprintf(err, NET_ERR_LEN, "model names must be 1-%d bytes", REG_MODEL_MAX);
             return -EINVAL;
         }
     }
     return 0;
+}
+
+/* Bytes of the packed list <m> of <n> names, NULs included. */
+static size_t models_len(const char *m, unsigned n)
+{
+    const char *p = m;
+    for (unsigned i = 0; i < n; i++)
+        p = reg_model_next(p);
+    return (size_t)(p - m);
+}
+
+/* A copy of the packed list <m> of <n> names, or NULL when n == 0. */
+static char *models_dup(const char *m, unsigned n)
+{
+    if (n == 0)
+        return NULL;
+    size_t len = models_len(m, n);
+    char *d = xmalloc(len);
+    memcpy(d, m, len);
+    return d;
+}
+
+/* Packs <names>[0..n) into one block; NULL when n == 0. */
+static char *models_pack(const char *const *names, unsigned n)
+{
+    if (n == 0)
+        return NULL;
+    size_t len = 0;
+    for (unsigned i = 0; i < n; i++)
+        len += strlen(names[i]) + 1;
+    char *d = xmalloc(len), *p = d;
+    for (unsigned i = 0; i < n; i++) {
+        size_t l = strlen(names[i]) + 1;
+        memcpy(p, names[i], l);
+        p += l;
+    }
+    return d;
+}
+
+int reg_spec_set_models(struct backend_spec *s, const char *const *names, unsigned n, char *err)
+{
+    if (n > REG_MAX_MODELS) {
+        snprintf(err, NET_ERR_LEN, "at most %d models", REG_MAX_MODELS);
+        return -EINVAL;
+    }
+    for (unsigned i = 0; i < n; i++) {
+        if (names[i][0] == '\0' || strlen(names[i]) > REG_MODEL_MAX) {
+            snprintf(err, NET_ERR_LEN, "model names must be 1-%d bytes", REG_MODEL_MAX);
+            return -EINVAL;
+        }
+    }
+    reg_spec_free(s);
+    s->models = models_pack(names, n);
+    s->nmodels = n;
+    return 0;
+}
+
+void reg_spec_free(struct backend_spec *s)
+{
+    free((void *)s->models);
+    s->models = NULL;
+    s->nmodels = 0;
+}
+
+void reg_specs_free(struct backend_spec *v, unsigned n)
+{
+    for (unsigned i = 0; v != NULL && i < n; i++)
+        reg_spec_free(&v[i]);
+    free(v);
 }
 
 int reg_spec_parse(const char *arg, struct backend_spec *s, char *err)
@@ -138,6 +237,8 @@ int reg_spec_parse(const char *arg, struct backend_spec *s, char *err)
         return -EINVAL;
     }
     struct net_addr a;
+    const char *names[REG_MAX_MODELS];
+    unsigned nnames = 0;
     if (net_parse_addr(part, false, false, &a, err) != 0)
         return -EINVAL;
     net_addr_host(&a, s->host, sizeof(s->host));
@@ -160,15 +261,21 @@ int reg_spec_parse(const char *arg, struct backend_spec *s, char *err)
         } else if (strcmp(part, "models") == 0) {
             char *msave = NULL;
             for (char *m = strtok_r(v, "|", &msave); m != NULL; m = strtok_r(NULL, "|", &msave)) {
-                if (s->nmodels == REG_MAX_MODELS || strlen(m) >= sizeof(s->models[0]))
+                if (nnames == REG_MAX_MODELS || strlen(m) > REG_MODEL_MAX)
                     goto bad;
-                strcpy(s->models[s->nmodels++], m);
+                names[nnames++] = m;
             }
         } else {
             goto bad;
         }
     }
-    return reg_spec_check(s, &a, err);
+    if (reg_spec_set_models(s, names, nnames, err) != 0)
+        return -EINVAL;
+    if (reg_spec_check(s, &a, err) != 0) {
+        reg_spec_free(s);
+        return -EINVAL;
+    }
+    return 0;
 bad:
     snprintf(err, NET_ERR_LEN,
              "bad backend '%.64s': options are weight=N, models=A|B, max-inflight=N", s->name);
@@ -285,15 +392,16 @@ static void names_del(struct registry *r, unsigned i)
 /* ---------------------------------------------------------------- updates */
 
 static struct backend *backend_new(struct registry *r, const struct backend_spec *s,
-                                   const struct net_addr *addr, enum reg_source src)
+                                   const struct net_addr *addr, enum reg_source src, int64_t now)
 {
     struct backend *b = xcalloc(1, sizeof(*b));
     b->spec = *s;
+    b->spec.models = models_dup(s->models, s->nmodels); /* its own copy */
     b->name_hash = (uint32_t)str_hash(s->name);
     b->addr = *addr;
     b->source = src;
     b->cap = s->max_inflight_set ? s->max_inflight : r->default_cap;
-    b->ramp_start = util_now_ms();
+    b->ramp_start = now;
     atomic_init(&b->refs, 1);
     b->pools = xcalloc(r->nworkers, sizeof(*b->pools));
     for (unsigned i = 0; i < r->nworkers; i++)
@@ -307,20 +415,32 @@ static void retire(struct backend *b)
     backend_unref(b);
 }
 
-/* Updates slot <i> from <s>: in place if the address is the same. */
+/* Updates slot <i> from <s>: in place if the address is the same. The
+ * name is the same (that is how the slot was found) and is left alone:
+ * workers read it without the lock. The old model list goes at once: only
+ * holders of the lock read it, and the pick index that points into it is
+ * rebuilt before its next use (the caller moves <version>). */
 static void update_slot(struct registry *r, unsigned i, const struct backend_spec *s,
-                        const struct net_addr *addr, enum reg_source src)
+                        const struct net_addr *addr, enum reg_source src, int64_t now)
 {
     struct backend *old = r->v[i];
     if (net_addr_equal(&old->addr, addr)) {
-        if (old->spec.weight == 0 && s->weight > 0)
-            old->ramp_start = util_now_ms(); /* back from draining: ramp up again */
-        old->spec = *s;
+        struct backend_spec *o = &old->spec;
+        if (o->weight == 0 && s->weight > 0)
+            old->ramp_start = now; /* back from draining: ramp up again */
+        memcpy(o->host, s->host, sizeof(o->host));
+        o->port = s->port;
+        o->weight = s->weight;
+        o->max_inflight = s->max_inflight;
+        o->max_inflight_set = s->max_inflight_set;
+        free((void *)o->models);
+        o->models = models_dup(s->models, s->nmodels);
+        o->nmodels = s->nmodels;
         old->source = src;
         old->cap = s->max_inflight_set ? s->max_inflight : r->default_cap;
         return;
     }
-    r->v[i] = backend_new(r, s, addr, src);
+    r->v[i] = backend_new(r, s, addr, src, now);
     retire(old);
 }
 
@@ -336,25 +456,29 @@ static void push(struct registry *r, struct backend *b)
 int reg_upsert(struct registry *r, const struct backend_spec *s, enum reg_source src, char *err)
 {
     struct net_addr addr;
+    struct wakes wk = {0};
     if (reg_spec_check(s, &addr, err) != 0)
         return -EINVAL;
+    int64_t now = util_now_ms();
     pthread_mutex_lock(&r->lock);
     int i = names_find(r, s->name), ret;
     if (i >= 0) {
-        update_slot(r, (unsigned)i, s, &addr, src); /* same name: the table holds */
+        update_slot(r, (unsigned)i, s, &addr, src, now); /* same name: the table holds */
         ret = 1;
     } else if (r->n >= REG_MAX_BACKENDS) {
-        snprintf(err, NET_ERR_LEN, "too many backends (%d)", REG_MAX_BACKENDS);
-        ret = -ENOSPC;
+        snprintf(err, NET_ERR_LEN, "too many backends: at most %d", REG_MAX_BACKENDS);
+        pthread_mutex_unlock(&r->lock);
+        return -ENOSPC; /* nothing changed */
     } else {
-        push(r, backend_new(r, s, &addr, src));
+        push(r, backend_new(r, s, &addr, src, now));
         names_add(r);
         ret = 0;
     }
     atomic_fetch_add(&r->version, 1);
     if (r->nwaiting > 0)
-        kick_locked(r, util_now_ms());
+        kick_locked(r, now, &wk);
     pthread_mutex_unlock(&r->lock);
+    wakes_run(&wk);
     return ret;
 }
 
@@ -398,7 +522,15 @@ int reg_replace(struct registry *r, enum reg_source src, const struct backend_sp
 {
     /* Everything that needs no lock is done first: validation, and the
      * table of service names that the set is matched against. Errors come
-     * in service order, as a pairwise check would find them. */
+     * in service order, as a pairwise check would find them. Too many
+     * services are refused before anything is allocated for them. */
+    if (n > REG_MAX_BACKENDS) {
+        snprintf(err, NET_ERR_LEN, "too many backends: %u services, at most %d", n,
+                 REG_MAX_BACKENDS);
+        return -ENOSPC;
+    }
+    struct wakes wk = {0};
+    int64_t now = util_now_ms();
     struct net_addr *addrs = xcalloc(n ? n : 1, sizeof(*addrs));
     struct spec_names t = {.mask = table_size(n) - 1};
     t.cells = xcalloc(t.mask + 1, sizeof(*t.cells));
@@ -424,6 +556,27 @@ int reg_replace(struct registry *r, enum reg_source src, const struct backend_sp
         free(addrs);
         return -ESTALE;
     }
+    /* The backends of other sources that no spec names stay: with them
+     * the set must still fit. Counted only when it might not (a scan with
+     * a lookup per backend, under the lock). */
+    unsigned others = 0;
+    for (unsigned i = 0; i < r->n; i++)
+        others += r->v[i]->source != src;
+    if ((uint64_t)others + n > REG_MAX_BACKENDS) {
+        others = 0;
+        for (unsigned i = 0; i < r->n; i++)
+            others += r->v[i]->source != src &&
+                      spec_find(&t, specs, r->v[i]->spec.name, r->v[i]->name_hash) < 0;
+        if ((uint64_t)others + n > REG_MAX_BACKENDS) {
+            pthread_mutex_unlock(&r->lock);
+            snprintf(err, NET_ERR_LEN,
+                     "too many backends: %u services and %u other backends, at most %d", n,
+                     others, REG_MAX_BACKENDS);
+            free(t.cells);
+            free(addrs);
+            return -ENOSPC;
+        }
+    }
     if (generation != 0)
         r->generation = generation;
     /* Keep backends of other sources; for this source, update those named
@@ -438,7 +591,7 @@ int reg_replace(struct registry *r, enum reg_source src, const struct backend_sp
         if (k >= 0) {
             used[k] = true;
             r->v[w] = b;
-            update_slot(r, w, &specs[k], &addrs[k], src);
+            update_slot(r, w, &specs[k], &addrs[k], src, now);
             w++;
         } else if (b->source != src) {
             r->v[w++] = b;
@@ -449,7 +602,7 @@ int reg_replace(struct registry *r, enum reg_source src, const struct backend_sp
     r->n = w;
     for (unsigned j = 0; j < n; j++)
         if (!used[j])
-            push(r, backend_new(r, &specs[j], &addrs[j], src));
+            push(r, backend_new(r, &specs[j], &addrs[j], src, now));
     names_rebuild(r);
     atomic_fetch_add(&r->version, 1);
     /* The watcher sends a PUT for every cluster change: build the pick
@@ -458,9 +611,10 @@ int reg_replace(struct registry *r, enum reg_source src, const struct backend_sp
      * burst of them pays for one rebuild. */
     ix_get(r);
     if (r->nwaiting > 0)
-        kick_locked(r, util_now_ms());
+        kick_locked(r, now, &wk);
     unsigned total = r->n;
     pthread_mutex_unlock(&r->lock);
+    wakes_run(&wk);
     free(used);
     free(t.cells);
     free(addrs);
@@ -475,6 +629,14 @@ unsigned reg_count(struct registry *r)
 {
     pthread_mutex_lock(&r->lock);
     unsigned n = r->n;
+    pthread_mutex_unlock(&r->lock);
+    return n;
+}
+
+unsigned reg_queue_length(struct registry *r)
+{
+    pthread_mutex_lock(&r->lock);
+    unsigned n = r->nwaiting;
     pthread_mutex_unlock(&r->lock);
     return n;
 }
@@ -521,10 +683,11 @@ static void ix_free(struct reg_index *ix)
 }
 
 /* The models <b> serves as reg_serves() sees them: its own list, or the
- * probed one when it has none. Returns the count, the list in <*list>. */
-static unsigned served(const struct backend *b, const char (**list)[128])
+ * probed one when it has none. Returns the count, the packed list in
+ * <*list>. Lock held. */
+static unsigned served(const struct backend *b, const char **list)
 {
-    *list = b->spec.nmodels ? b->spec.models : b->probed_models;
+    *list = b->spec.nmodels ? b->spec.models : b->probed;
     return b->spec.nmodels ? b->spec.nmodels : b->nprobed;
 }
 
@@ -545,7 +708,7 @@ static struct reg_index *ix_build(const struct registry *r)
     unsigned entries = 0;
     for (unsigned i = 0; i < r->n; i++) {
         const struct backend *b = r->v[i];
-        const char(*list)[128];
+        const char *list;
         total += b->spec.weight;
         ix->cum[i] = total;
         entries += served(b, &list);
@@ -557,12 +720,12 @@ static struct reg_index *ix_build(const struct registry *r)
     ix->by_model = xcalloc(ix->model_mask + 1, sizeof(*ix->by_model));
     ix->models = xmalloc((entries ? entries : 1) * sizeof(*ix->models));
     for (unsigned i = 0; i < r->n; i++) {
-        const char(*list)[128];
+        const char *list;
         unsigned nm = served(r->v[i], &list);
-        for (unsigned k = 0; k < nm; k++) {
-            unsigned *cell = model_cell(ix, list[k]);
+        for (unsigned k = 0; k < nm; k++, list = reg_model_next(list)) {
+            unsigned *cell = model_cell(ix, list);
             if (*cell == 0) {
-                ix->models[ix->nmodels] = (struct ix_model){.name = list[k]};
+                ix->models[ix->nmodels] = (struct ix_model){.name = list};
                 *cell = ++ix->nmodels;
             }
             struct ix_model *m = &ix->models[*cell - 1];
@@ -582,10 +745,10 @@ static struct reg_index *ix_build(const struct registry *r)
     ix->members = xmalloc((at ? at : 1) * sizeof(*ix->members));
     ix->member_cum = xmalloc((at ? at : 1) * sizeof(*ix->member_cum));
     for (unsigned i = 0; i < r->n; i++) {
-        const char(*list)[128];
+        const char *list;
         unsigned nm = served(r->v[i], &list);
-        for (unsigned k = 0; k < nm; k++) {
-            struct ix_model *m = &ix->models[*model_cell(ix, list[k]) - 1];
+        for (unsigned k = 0; k < nm; k++, list = reg_model_next(list)) {
+            struct ix_model *m = &ix->models[*model_cell(ix, list) - 1];
             if (m->last == i + 1)
                 continue;
             m->last = i + 1;
@@ -631,13 +794,11 @@ void reg_thread_exit(void)
 
 bool reg_serves(const struct backend *b, const char *model)
 {
-    for (unsigned i = 0; i < b->spec.nmodels; i++)
-        if (strcmp(b->spec.models[i], model) == 0)
+    const char *m;
+    unsigned n = served(b, &m);
+    for (unsigned i = 0; i < n; i++, m = reg_model_next(m))
+        if (strcmp(m, model) == 0)
             return true;
-    if (b->spec.nmodels == 0)
-        for (unsigned i = 0; i < b->nprobed; i++)
-            if (strcmp(b->probed_models[i], model) == 0)
-                return true;
     return false;
 }
 
@@ -851,11 +1012,25 @@ static enum reg_pick_rc pick_locked(struct registry *r, const struct reg_req *q,
     return REG_PICKED;
 }
 
-/* Hands freed capacity to the oldest waiters that can use it. Lock held. */
-static void kick_locked(struct registry *r, int64_t now)
+/* Adds a wake for <w>'s worker to <wk> unless it is there already. */
+static void wakes_add(struct wakes *wk, const struct reg_waiter *w)
+{
+    for (unsigned i = 0; i < wk->n; i++)
+        if (wk->v[i].fn == w->wake && wk->v[i].arg == w->wake_arg)
+            return;
+    BUG_ON(wk->n >= KICK_SCAN_MAX);
+    wk->v[wk->n].fn = w->wake;
+    wk->v[wk->n].arg = w->wake_arg;
+    wk->n++;
+}
+
+/* Hands freed capacity to the oldest waiters that can use it. Lock held;
+ * the workers to wake are added to <wk>, for the caller to wake after the
+ * unlock (wakes_run). */
+static void kick_locked(struct registry *r, int64_t now, struct wakes *wk)
 {
     struct list *e = r->waiters.next;
-    for (unsigned scanned = 0; e != &r->waiters && scanned < 256; scanned++) {
+    for (unsigned scanned = 0; e != &r->waiters && scanned < KICK_SCAN_MAX; scanned++) {
         struct reg_waiter *w = list_entry(e, struct reg_waiter, link);
         e = e->next;
         struct backend *b = NULL;
@@ -870,7 +1045,7 @@ static void kick_locked(struct registry *r, int64_t now)
         ms->queued++;
         ms->queue_wait_us += (uint64_t)(now - w->since_ms) * 1000;
         list_add_tail(w->ready_list, &w->link);
-        w->wake(w->wake_arg);
+        wakes_add(wk, w);
     }
 }
 
@@ -928,10 +1103,12 @@ void reg_take_ready(struct registry *r, struct list *ready, struct list *out)
 
 void reg_kick(struct registry *r, int64_t now_ms)
 {
+    struct wakes wk = {0};
     pthread_mutex_lock(&r->lock);
     if (r->nwaiting > 0)
-        kick_locked(r, now_ms);
+        kick_locked(r, now_ms, &wk);
     pthread_mutex_unlock(&r->lock);
+    wakes_run(&wk);
 }
 
 bool reg_has_alternative(struct registry *r, const struct reg_req *q, int64_t now_ms)
@@ -948,9 +1125,28 @@ bool reg_has_alternative(struct registry *r, const struct reg_req *q, int64_t no
     return any;
 }
 
-static const char *model_key(const char *model)
+#define MODEL_KEY_LEN sizeof(((struct model_stats *)0)->name)
+
+/* The name <model>'s stats are kept under, in <out> (MODEL_KEY_LEN bytes)
+ * or a constant: "(none)" for no model. Control characters other than the
+ * line feed (which the metrics escape) become '?', as they would in the
+ * metrics' labels anyway (see label()), so that names that would print
+ * alike share one slot instead of making two samples of one series; a
+ * longer name is cut to fit a slot, at a character boundary, so that it
+ * finds the slot it made. */
+static const char *model_key(const char *model, char *out)
 {
-    return model == NULL || model[0] == '\0' ? "(none)" : model;
+    if (model == NULL || model[0] == '\0')
+        return "(none)";
+    size_t o = 0;
+    for (; model[o] != '\0' && o + 1 < MODEL_KEY_LEN; o++) {
+        unsigned char c = (unsigned char)model[o];
+        out[o] = (c < 0x20 && c != '\n') || c == 0x7f ? '?' : (char)c;
+    }
+    while (o > 0 && ((unsigned char)model[o] & 0xc0) == 0x80)
+        o--; /* cut inside a UTF-8 sequence: drop the whole of it */
+    out[o] = '\0';
+    return out;
 }
 
 /* The published stats slot <key> counts under, or NULL when it needs a new
@@ -975,7 +1171,8 @@ static struct model_stats *model_find(struct registry *r, const char *key)
  * overflows however many names clients send. */
 static struct model_stats *model_slot(struct registry *r, const char *model)
 {
-    const char *key = model_key(model);
+    char kbuf[MODEL_KEY_LEN];
+    const char *key = model_key(model, kbuf);
     struct model_stats *m = model_find(r, key);
     if (m != NULL)
         return m;
@@ -995,7 +1192,8 @@ static struct model_stats *model_slot(struct registry *r, const char *model)
 void reg_model_inflight(struct registry *r, const char *model, int delta)
 {
     /* Every request comes here twice: the lock is only for a new name. */
-    struct model_stats *m = model_find(r, model_key(model));
+    char kbuf[MODEL_KEY_LEN];
+    struct model_stats *m = model_find(r, model_key(model, kbuf));
     if (m == NULL) {
         pthread_mutex_lock(&r->lock);
         m = model_slot(r, model);
@@ -1025,6 +1223,9 @@ void reg_release(struct registry *r, struct backend *b, const struct reg_outcome
     /* The slot is given back under the lock, right before the queue is
      * kicked: a newcomer on another thread cannot take it in between and
      * jump ahead of the waiters. */
+    struct wakes wk = {0};
+    bool ejected = false; /* logged after the unlock */
+    int64_t ejected_for = 0;
     pthread_mutex_lock(&r->lock);
     atomic_fetch_sub(&b->inflight, 1);
     if (o->counted) {
@@ -1057,48 +1258,75 @@ void reg_release(struct registry *r, struct backend *b, const struct reg_outcome
         b->ramp_start = b->down_until;
         b->consecutive_failures = 0;
         atomic_fetch_add(&b->stats.ejections, 1);
-        log_warn("backend %s ejected for %lld ms after repeated failures", b->spec.name,
-                 (long long)b->down_for);
+        ejected = true;
+        ejected_for = b->down_for;
     }
     if (r->nwaiting > 0)
-        kick_locked(r, now_ms);
+        kick_locked(r, now_ms, &wk);
     pthread_mutex_unlock(&r->lock);
+    wakes_run(&wk);
+    /* The caller's reference keeps b (and its name, which never changes). */
+    if (ejected)
+        log_warn("backend %s ejected for %lld ms after repeated failures", b->spec.name,
+                 (long long)ejected_for);
 }
 
-void reg_set_probed_models(struct registry *r, struct backend *b, char (*models)[128], unsigned n)
+void reg_set_probed_models(struct registry *r, struct backend *b, const char *const *names,
+                           unsigned n)
 {
+    /* The new list is packed before the lock and the old one freed after. */
+    const char *keep[REG_MAX_MODELS];
+    unsigned nkeep = 0;
+    for (unsigned i = 0; i < n && nkeep < REG_MAX_MODELS; i++)
+        if (names[i][0] != '\0' && strlen(names[i]) <= REG_MODEL_MAX)
+            keep[nkeep++] = names[i];
+    char *list = models_pack(keep, nkeep), *old;
+    struct wakes wk = {0};
+    int64_t now = util_now_ms();
     pthread_mutex_lock(&r->lock);
-    n = MIN(n, REG_MAX_MODELS);
-    memcpy(b->probed_models, models, n * sizeof(*models));
-    b->nprobed = n;
-    atomic_fetch_add(&r->version, 1);
+    old = b->probed;
+    b->probed = list;
+    b->nprobed = nkeep;
+    atomic_fetch_add(&r->version, 1); /* the pick index points into the old list */
     if (r->nwaiting > 0)
-        kick_locked(r, util_now_ms());
+        kick_locked(r, now, &wk);
     pthread_mutex_unlock(&r->lock);
+    wakes_run(&wk);
+    free(old);
 }
 
 void reg_probe_result(struct registry *r, struct backend *b, bool alive, int64_t now_ms)
 {
+    struct wakes wk = {0};
+    bool back = false, ejected = false; /* what to log, after the unlock */
+    int64_t ejected_for = 0;
     pthread_mutex_lock(&r->lock);
     if (alive) {
         b->consecutive_failures = 0;
         if (b->down_until > now_ms) {
-            log_info("backend %s answers probes again: back in rotation", b->spec.name);
+            back = true;
             b->down_until = 0;
             b->ramp_start = now_ms;
         }
         if (r->nwaiting > 0)
-            kick_locked(r, now_ms);
+            kick_locked(r, now_ms, &wk);
     } else if (b->down_until <= now_ms && r->eject_after != 0) {
         b->down_for = b->down_for ? MIN(b->down_for * 2, r->eject_max_ms) : r->eject_base_ms;
         b->down_until = now_ms + b->down_for;
         b->ramp_start = b->down_until;
         b->consecutive_failures = 0;
         atomic_fetch_add(&b->stats.ejections, 1);
-        log_warn("backend %s failed its health probe: ejected for %lld ms", b->spec.name,
-                 (long long)b->down_for);
+        ejected = true;
+        ejected_for = b->down_for;
     }
     pthread_mutex_unlock(&r->lock);
+    wakes_run(&wk);
+    /* The prober's reference keeps b (and its name, which never changes). */
+    if (back)
+        log_info("backend %s answers probes again: back in rotation", b->spec.name);
+    if (ejected)
+        log_warn("backend %s failed its health probe: ejected for %lld ms", b->spec.name,
+                 (long long)ejected_for);
 }
 
 unsigned reg_snapshot(struct registry *r, struct backend ***out)
@@ -1115,77 +1343,192 @@ unsigned reg_snapshot(struct registry *r, struct backend ***out)
     return n;
 }
 
+/* ---------------------------------------------------------------- files */
+
+/* Uploaded files: which backend holds each id, so that later requests for
+ * it go there. Every /v1/files/{id} request looks an id up, so this is a
+ * ring of the REG_MAX_FILES latest uploads (the oldest overwritten first)
+ * with an open-addressed index on the id, twice the ring's size so probes
+ * stay short: put and get are O(1), where a scan of the ring was up to
+ * 65,536 string compares. An id uploaded again moves to the newest entry
+ * (its older one is emptied), so a lookup finds the latest copy and an
+ * entry is forgotten REG_MAX_FILES uploads after it was made, as before. */
+#define FILES_INDEX (2 * REG_MAX_FILES)
+
+struct reg_file {
+    uint32_t hash;                  /* low 32 bits of str_hash(id) */
+    char id[REG_FILE_ID_MAX + 1];   /* "" = empty */
+    char backend[REG_NAME_MAX + 1];
+};
+
+struct reg_files {
+    struct reg_file ring[REG_MAX_FILES];
+    unsigned head;                  /* the next entry to (over)write */
+    uint32_t index[FILES_INDEX];    /* ring index + 1; 0 = empty cell */
+};
+
+/* The index cell holding <id> (hash <h>), or the empty one where it would
+ * go. files_lock held. */
+static unsigned files_cell(const struct reg_files *f, const char *id, uint32_t h)
+{
+    unsigned c = h & (FILES_INDEX - 1);
+    for (; f->index[c] != 0; c = (c + 1) & (FILES_INDEX - 1)) {
+        const struct reg_file *e = &f->ring[f->index[c] - 1];
+        if (e->hash == h && strcmp(e->id, id) == 0)
+            break;
+    }
+    return c;
+}
+
+/* Empties index cell <hole>, shifting back the entries probed past it (as
+ * names_del does: no tombstones). files_lock held. */
+static void files_unindex(struct reg_files *f, unsigned hole)
+{
+    const unsigned mask = FILES_INDEX - 1;
+    for (unsigned c = (hole + 1) & mask; f->index[c] != 0; c = (c + 1) & mask) {
+        unsigned home = f->ring[f->index[c] - 1].hash & mask;
+        if (((c - home) & mask) >= ((c - hole) & mask)) {
+            f->index[hole] = f->index[c];
+            hole = c;
+        }
+    }
+    f->index[hole] = 0;
+}
+
 void reg_file_put(struct registry *r, const char *id, const char *name)
 {
-    pthread_mutex_lock(&r->lock);
-    if (r->files == NULL)
-        r->files = xcalloc(REG_MAX_FILES, sizeof(*r->files));
-    struct reg_file *f = &r->files[r->files_head];
-    r->files_head = (r->files_head + 1) % REG_MAX_FILES;
-    if (r->nfiles < REG_MAX_FILES)
-        r->nfiles++;
-    snprintf(f->id, sizeof(f->id), "%s", id);
-    snprintf(f->backend, sizeof(f->backend), "%s", name);
-    pthread_mutex_unlock(&r->lock);
+    size_t len = strlen(id);
+    if (len == 0 || len > REG_FILE_ID_MAX)
+        return; /* could never be looked up */
+    uint32_t h = (uint32_t)str_hash(id);
+    /* The table (21 MB, untouched pages cost nothing) is made on the first
+     * upload, outside the lock. */
+    pthread_mutex_lock(&r->files_lock);
+    struct reg_files *f = r->files, *made = NULL;
+    pthread_mutex_unlock(&r->files_lock);
+    if (f == NULL)
+        made = xcalloc(1, sizeof(*made));
+    pthread_mutex_lock(&r->files_lock);
+    if (r->files == NULL) {
+        r->files = made;
+        made = NULL;
+    }
+    f = r->files;
+    unsigned c = files_cell(f, id, h);
+    if (f->index[c] != 0) { /* uploaded again: forget the older entry */
+        f->ring[f->index[c] - 1].id[0] = '\0';
+        files_unindex(f, c);
+    }
+    struct reg_file *e = &f->ring[f->head];
+    if (e->id[0] != '\0') /* the oldest entry goes */
+        files_unindex(f, files_cell(f, e->id, e->hash));
+    e->hash = h;
+    memcpy(e->id, id, len + 1);
+    snprintf(e->backend, sizeof(e->backend), "%s", name);
+    f->index[files_cell(f, id, h)] = f->head + 1;
+    f->head = (f->head + 1) % REG_MAX_FILES;
+    pthread_mutex_unlock(&r->files_lock);
+    free(made);
 }
 
 bool reg_file_get(struct registry *r, const char *id, char *name, size_t len)
 {
     bool found = false;
-    pthread_mutex_lock(&r->lock);
-    /* Newest first: an id re-uploaded elsewhere follows its latest copy. */
-    for (unsigned k = 0; k < r->nfiles && !found; k++) {
-        unsigned i = (r->files_head + REG_MAX_FILES - 1 - k) % REG_MAX_FILES;
-        if (strcmp(r->files[i].id, id) == 0) {
-            snprintf(name, len, "%s", r->files[i].backend);
+    if (strlen(id) > REG_FILE_ID_MAX)
+        return false;
+    uint32_t h = (uint32_t)str_hash(id);
+    pthread_mutex_lock(&r->files_lock);
+    if (r->files != NULL) {
+        unsigned slot = r->files->index[files_cell(r->files, id, h)];
+        if (slot != 0) {
+            snprintf(name, len, "%s", r->files->ring[slot - 1].backend);
             found = true;
         }
     }
-    pthread_mutex_unlock(&r->lock);
+    pthread_mutex_unlock(&r->files_lock);
     return found;
+}
+
+/* ---------------------------------------------------------------- models */
+
+/* The names GET /v1/models lists, copied under the lock: <count> names of
+ * the healthy backends in set order, each NUL-terminated, back to back. */
+struct names_snap {
+    char *data;
+    size_t len, cap;
+    unsigned count;
+};
+
+static bool healthy(const struct backend *b, int64_t now)
+{
+    return b->spec.weight > 0 && b->down_until <= now;
+}
+
+/* Copies the served names of the healthy backends into <s>. The buffer is
+ * grown outside the lock: when it is too small, the lock is let go, the
+ * buffer grown to what was needed (and a margin), and the copy retried. */
+static void names_snapshot(struct registry *r, struct names_snap *s, int64_t now)
+{
+    for (;;) {
+        size_t need = 0;
+        pthread_mutex_lock(&r->lock);
+        for (unsigned i = 0; i < r->n; i++) {
+            const char *list;
+            unsigned nm = served(r->v[i], &list);
+            if (healthy(r->v[i], now))
+                need += models_len(list, nm);
+        }
+        if (need <= s->cap) {
+            s->len = 0;
+            s->count = 0;
+            for (unsigned i = 0; i < r->n; i++) {
+                const char *list;
+                unsigned nm = served(r->v[i], &list);
+                if (!healthy(r->v[i], now) || nm == 0)
+                    continue;
+                size_t l = models_len(list, nm);
+                memcpy(s->data + s->len, list, l);
+                s->len += l;
+                s->count += nm;
+            }
+            pthread_mutex_unlock(&r->lock);
+            return;
+        }
+        pthread_mutex_unlock(&r->lock);
+        s->cap = need + need / 4 + 64;
+        free(s->data);
+        s->data = xmalloc(s->cap);
+    }
 }
 
 void reg_models_json(struct registry *r, struct buf *out, int64_t now_ms)
 {
-    pthread_mutex_lock(&r->lock);
+    struct names_snap s = {0};
+    names_snapshot(r, &s, now_ms);
     /* Each model once, in order of first appearance among the healthy
-     * backends. A set of the ids emitted so far (pointers into the
-     * backends, valid while the lock is held) keeps that O(models listed)
-     * rather than a comparison with every earlier backend's list. */
-    unsigned listed = 0;
-    for (unsigned i = 0; i < r->n; i++) {
-        const struct backend *b = r->v[i];
-        const char(*list)[128];
-        if (b->spec.weight > 0 && b->down_until <= now_ms)
-            listed += served(b, &list);
-    }
-    const unsigned mask = table_size(listed) - 1;
+     * backends. A set of the ids emitted so far keeps that O(models
+     * listed) rather than a comparison with every earlier backend's list. */
+    const unsigned mask = table_size(s.count) - 1;
     const char **seen = xcalloc(mask + 1, sizeof(*seen));
+    long long created = (long long)util_wall_s();
     buf_append_str(out, "{\"object\":\"list\",\"data\":[");
     unsigned emitted = 0;
-    for (unsigned i = 0; i < r->n; i++) {
-        const struct backend *b = r->v[i];
-        if (b->spec.weight == 0 || b->down_until > now_ms)
+    const char *id = s.data;
+    for (unsigned k = 0; k < s.count; k++, id = reg_model_next(id)) {
+        unsigned c = (unsigned)str_hash(id) & mask;
+        while (seen[c] != NULL && strcmp(seen[c], id) != 0)
+            c = (c + 1) & mask;
+        if (seen[c] != NULL)
             continue;
-        const char(*list)[128];
-        unsigned nm = served(b, &list);
-        for (unsigned m = 0; m < nm; m++) {
-            const char *id = list[m];
-            unsigned c = (unsigned)str_hash(id) & mask;
-            while (seen[c] != NULL && strcmp(seen[c], id) != 0)
-                c = (c + 1) & mask;
-            if (seen[c] != NULL)
-                continue;
-            seen[c] = id;
-            buf_append_str(out, emitted++ ? ",{\"id\":" : "{\"id\":");
-            json_append_str(out, id, strlen(id));
-            buf_printf(out, ",\"object\":\"model\",\"created\":%lld,\"owned_by\":\"llamalb\"}",
-                       (long long)util_wall_s());
-        }
+        seen[c] = id;
+        buf_append_str(out, emitted++ ? ",{\"id\":" : "{\"id\":");
+        json_append_str(out, id, strlen(id));
+        buf_printf(out, ",\"object\":\"model\",\"created\":%lld,\"owned_by\":\"llamalb\"}",
+                   created);
     }
     buf_append_str(out, "]}");
-    pthread_mutex_unlock(&r->lock);
     free(seen);
+    free(s.data);
 }
 
 /* ---------------------------------------------------------------- output */
@@ -1208,9 +1551,9 @@ void reg_dump_json(struct registry *r, struct buf *out, int64_t now_ms)
         buf_printf(out, ",\"weight\":%u,\"ip\":", b->spec.weight);
         json_append_str(out, b->spec.host, strlen(b->spec.host));
         buf_printf(out, ",\"port\":%d,\"models\":[", b->spec.port);
-        unsigned nm = b->spec.nmodels ? b->spec.nmodels : b->nprobed;
-        for (unsigned m = 0; m < nm; m++) {
-            const char *id = b->spec.nmodels ? b->spec.models[m] : b->probed_models[m];
+        const char *id;
+        unsigned nm = served(b, &id);
+        for (unsigned m = 0; m < nm; m++, id = reg_model_next(id)) {
             if (m)
                 buf_append_str(out, ",");
             json_append_str(out, id, strlen(id));
@@ -1226,31 +1569,61 @@ void reg_dump_json(struct registry *r, struct buf *out, int64_t now_ms)
     pthread_mutex_unlock(&r->lock);
 }
 
+/* Room for any label value written here: a backend name (the longest
+ * name) with every byte escaped. */
+#define LABEL_MAX (2 * REG_NAME_MAX + 1)
+
+/* <s> as a Prometheus label value (between the quotes), in <out>: the
+ * exposition format escapes backslash, double quote and line feed as \\,
+ * \" and \n, and has no escape for other control characters, which would
+ * split a sample's line or fail a strict parser: they become '?'. Every
+ * label value from outside (backend and model names) goes through here.
+ * Returns <out>. */
+static const char *label(char *out, const char *s)
+{
+    size_t o = 0;
+    for (; *s != '\0' && o + 2 < LABEL_MAX; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '\\' || c == '"' || c == '\n') {
+            out[o++] = '\\';
+            out[o++] = c == '\n' ? 'n' : (char)c;
+        } else {
+            out[o++] = c < 0x20 || c == 0x7f ? '?' : (char)c;
+        }
+    }
+    out[o] = '\0';
+    return out;
+}
+
 void reg_dump_metrics(struct registry *r, struct buf *out, int64_t now_ms)
 {
+    char lb[LABEL_MAX];
     static const char *const classes[] = {"none", "1xx", "2xx", "3xx", "4xx", "5xx"};
     pthread_mutex_lock(&r->lock);
     buf_append_str(out, "# HELP llamalb_backend_up 1 if the backend takes new requests.\n"
                         "# TYPE llamalb_backend_up gauge\n");
     for (unsigned i = 0; i < r->n; i++)
-        buf_printf(out, "llamalb_backend_up{backend=\"%s\"} %d\n", r->v[i]->spec.name,
+        buf_printf(out, "llamalb_backend_up{backend=\"%s\"} %d\n",
+                   label(lb, r->v[i]->spec.name),
                    strcmp(state_name(r->v[i], now_ms), "up") == 0);
     buf_append_str(out, "# HELP llamalb_backend_weight Configured weight.\n"
                         "# TYPE llamalb_backend_weight gauge\n");
     for (unsigned i = 0; i < r->n; i++)
-        buf_printf(out, "llamalb_backend_weight{backend=\"%s\"} %u\n", r->v[i]->spec.name,
+        buf_printf(out, "llamalb_backend_weight{backend=\"%s\"} %u\n",
+                   label(lb, r->v[i]->spec.name),
                    r->v[i]->spec.weight);
     buf_append_str(out, "# HELP llamalb_backend_inflight Requests in flight.\n"
                         "# TYPE llamalb_backend_inflight gauge\n");
     for (unsigned i = 0; i < r->n; i++)
-        buf_printf(out, "llamalb_backend_inflight{backend=\"%s\"} %u\n", r->v[i]->spec.name,
+        buf_printf(out, "llamalb_backend_inflight{backend=\"%s\"} %u\n",
+                   label(lb, r->v[i]->spec.name),
                    atomic_load(&r->v[i]->inflight));
     buf_append_str(out, "# HELP llamalb_backend_requests_total Responses relayed, by status class.\n"
                         "# TYPE llamalb_backend_requests_total counter\n");
     for (unsigned i = 0; i < r->n; i++)
         for (unsigned c = 1; c < 6; c++)
             buf_printf(out, "llamalb_backend_requests_total{backend=\"%s\",code=\"%s\"} %llu\n",
-                       r->v[i]->spec.name, classes[c],
+                       label(lb, r->v[i]->spec.name), classes[c],
                        (unsigned long long)atomic_load(&r->v[i]->stats.status[c]));
     /* Plain per-backend counters, one table instead of one loop each. */
     static const struct {
@@ -1275,7 +1648,8 @@ void reg_dump_metrics(struct registry *r, struct buf *out, int64_t now_ms)
         for (unsigned i = 0; i < r->n; i++) {
             atomic_uint_fast64_t *v =
                 (atomic_uint_fast64_t *)((char *)&r->v[i]->stats + counters[k].off);
-            buf_printf(out, "%s{backend=\"%s\"} %llu\n", counters[k].name, r->v[i]->spec.name,
+            buf_printf(out, "%s{backend=\"%s\"} %llu\n", counters[k].name,
+                       label(lb, r->v[i]->spec.name),
                        (unsigned long long)atomic_load(v));
         }
     }
@@ -1290,21 +1664,22 @@ void reg_dump_metrics(struct registry *r, struct buf *out, int64_t now_ms)
             if (k < REG_LAT_BUCKETS)
                 buf_printf(out, "llamalb_backend_request_duration_seconds_bucket{backend=\"%s\","
                                 "le=\"%g\"} %llu\n",
-                           b->spec.name, reg_lat_bounds[k], (unsigned long long)cum);
+                           label(lb, b->spec.name), reg_lat_bounds[k], (unsigned long long)cum);
             else
                 buf_printf(out, "llamalb_backend_request_duration_seconds_bucket{backend=\"%s\","
                                 "le=\"+Inf\"} %llu\n",
-                           b->spec.name, (unsigned long long)cum);
+                           label(lb, b->spec.name), (unsigned long long)cum);
         }
         buf_printf(out, "llamalb_backend_request_duration_seconds_sum{backend=\"%s\"} %.6f\n",
-                   b->spec.name, (double)atomic_load(&b->stats.lat_sum_us) / 1e6);
+                   label(lb, b->spec.name), (double)atomic_load(&b->stats.lat_sum_us) / 1e6);
         buf_printf(out, "llamalb_backend_request_duration_seconds_count{backend=\"%s\"} %llu\n",
-                   b->spec.name, (unsigned long long)cum);
+                   label(lb, b->spec.name), (unsigned long long)cum);
     }
     buf_append_str(out, "# HELP llamalb_backend_ttft_seconds Time to first token (first body "
                         "bytes) measured here, EWMA.\n# TYPE llamalb_backend_ttft_seconds gauge\n");
     for (unsigned i = 0; i < r->n; i++)
-        buf_printf(out, "llamalb_backend_ttft_seconds{backend=\"%s\"} %.6f\n", r->v[i]->spec.name,
+        buf_printf(out, "llamalb_backend_ttft_seconds{backend=\"%s\"} %.6f\n",
+                   label(lb, r->v[i]->spec.name),
                    r->v[i]->ewma_ttft_us / 1e6);
     /* Per requested model. Names come from clients: escape for the label. */
     static const struct {
@@ -1326,20 +1701,12 @@ void reg_dump_metrics(struct registry *r, struct buf *out, int64_t now_ms)
         unsigned nms = atomic_load_explicit(&r->nmodel_stats, memory_order_acquire);
         for (unsigned i = 0; i < nms; i++) {
             struct model_stats *m = &r->models[i];
-            char label[260];
-            size_t o = 0;
-            for (const char *p = m->name; *p && o < sizeof(label) - 3; p++) {
-                if (*p == '"' || *p == '\\')
-                    label[o++] = '\\';
-                label[o++] = *p == '\n' ? ' ' : *p;
-            }
-            label[o] = '\0';
             unsigned waiting = 0;
             if (k == 5) {
                 for (struct list *e = r->waiters.next; e != &r->waiters; e = e->next) {
                     const struct reg_waiter *w = list_entry(e, struct reg_waiter, link);
-                    const char *wm = w->req.model ? w->req.model : "(none)";
-                    waiting += strcmp(wm, m->name) == 0;
+                    char kb[MODEL_KEY_LEN];
+                    waiting += strcmp(model_key(w->req.model, kb), m->name) == 0;
                 }
             }
             double v = k == 0   ? (double)atomic_load(&m->requests)
@@ -1351,13 +1718,14 @@ void reg_dump_metrics(struct registry *r, struct buf *out, int64_t now_ms)
                        : k == 6 ? (double)m->ttft_us_sum / 1e6
                        : k == 7 ? (double)m->ttft_count
                                 : (double)m->events;
-            buf_printf(out, "%s{model=\"%s\"} %.6g\n", mm[k].name, label, v);
+            buf_printf(out, "%s{model=\"%s\"} %.6g\n", mm[k].name, label(lb, m->name), v);
         }
     }
     buf_append_str(out, "# HELP llamalb_backend_ttfb_seconds_sum Sum of times to the first "
                         "response byte.\n# TYPE llamalb_backend_ttfb_seconds_sum counter\n");
     for (unsigned i = 0; i < r->n; i++)
         buf_printf(out, "llamalb_backend_ttfb_seconds_sum{backend=\"%s\"} %.6f\n",
-                   r->v[i]->spec.name, (double)atomic_load(&r->v[i]->stats.ttfb_sum_us) / 1e6);
+                   label(lb, r->v[i]->spec.name),
+                   (double)atomic_load(&r->v[i]->stats.ttfb_sum_us) / 1e6);
     pthread_mutex_unlock(&r->lock);
 }

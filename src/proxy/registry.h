@@ -7,7 +7,11 @@
  * nanoseconds of work under it, once per request, so a fancier scheme is
  * not worth its bugs at two to sixteen workers. In-flight counts and
  * statistics are atomics, readable without the lock; so are the per-model
- * request and in-flight counts, which every request moves twice.
+ * request and in-flight counts, which every request moves twice. Nothing
+ * under the lock makes a system call: waking a worker (a write to its
+ * pipe) and logging happen after the unlock, and work a client can ask
+ * for (GET /v1/models) copies what it needs under the lock and formats it
+ * outside.
  *
  * Scale: a pick must not cost O(backends) when the set is large (the
  * admin API takes up to REG_MAX_BACKENDS). A pick index derived from the
@@ -37,6 +41,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "list.h"
 #include "net.h"
@@ -54,7 +59,15 @@ enum reg_source {
     REG_SOURCE_ADMIN,      /* POST /api/register or PUT /api/services */
 };
 
-/* What an operator or the watcher says a backend is. */
+/* What an operator or the watcher says a backend is. Small, because a PUT
+ * holds one per service (up to REG_MAX_BACKENDS of them): the model names
+ * are one packed block, not REG_MAX_MODELS fixed slots.
+ *
+ * <models> holds <nmodels> names, each 1 to REG_MODEL_MAX bytes and
+ * NUL-terminated, back to back (walk them with reg_model_next). A spec
+ * made by reg_spec_parse or reg_spec_set_models owns that block
+ * (reg_spec_free releases it); one may also point it at storage of its
+ * own. The registry never takes a spec's block: a backend keeps a copy. */
 struct backend_spec {
     char name[REG_NAME_MAX + 1];
     char host[NET_ADDRSTR_LEN]; /* numeric IP as given */
@@ -63,8 +76,13 @@ struct backend_spec {
     unsigned max_inflight;      /* 0 = no cap; used only if max_inflight_set */
     bool max_inflight_set;      /* else the registry default applies */
     unsigned nmodels;
-    char models[REG_MAX_MODELS][128];
+    const char *models;         /* packed names (above), NULL when nmodels == 0 */
 };
+
+#define REG_MODEL_MAX 127 /* bytes in one model name */
+
+/* The name after <m> in a packed list. */
+static inline const char *reg_model_next(const char *m) { return m + strlen(m) + 1; }
 
 /* Idle upstream connections of one worker to one backend. Touched only by
  * that worker's thread. */
@@ -91,7 +109,9 @@ struct backend_stats {
 };
 
 struct backend {
-    struct backend_spec spec;  /* name, address text, weight, caps, models */
+    struct backend_spec spec;  /* name, address text, weight, caps; its own copy of the
+                                  models (guarded by the registry lock); the name never
+                                  changes and is read without the lock */
     uint32_t name_hash;        /* of spec.name, which never changes for a backend */
     struct net_addr addr;      /* parsed spec.host:spec.port */
     enum reg_source source;
@@ -101,8 +121,8 @@ struct backend {
     struct backend_stats stats;
     /* guarded by the registry lock */
     unsigned cap;              /* effective max in-flight (0 = none) */
-    char probed_models[REG_MAX_MODELS][128]; /* from GET /v1/models when spec has none */
-    unsigned nprobed;
+    char *probed;              /* packed like spec.models, owned: from GET /v1/models */
+    unsigned nprobed;          /* ... used when the spec lists none */
     uint64_t eff_weight;       /* weight x 1000, scaled down during slow start; set per pick */
     int64_t ramp_start;        /* ms: slow start begins (added, or back from ejection) */
     double ewma_ttft_us;       /* live speed measured here: time to first byte */
@@ -183,6 +203,7 @@ struct model_stats {
 
 struct reg_index;
 struct reg_name_cell;
+struct reg_files;
 
 struct registry {
     pthread_mutex_t lock;
@@ -210,16 +231,14 @@ struct registry {
     struct reg_index *ix;      /* pick index (registry.c), rebuilt when <version> moves */
     struct reg_name_cell *names; /* backends by name (registry.c), always current */
     unsigned names_mask;       /* table size - 1 (a power of two), 0 = no table yet */
-    /* uploaded files: id -> backend name (bounded, oldest forgotten first) */
-    struct reg_file *files;
-    unsigned nfiles, files_head;
+    /* Uploaded files: id -> backend name (bounded, oldest forgotten first).
+     * Its own lock: a /v1/files request has nothing to do with the set. */
+    pthread_mutex_t files_lock;
+    struct reg_files *files;   /* registry.c; allocated on the first upload */
 };
 
 #define REG_MAX_FILES 65536
-struct reg_file {
-    char id[64];
-    char backend[REG_NAME_MAX + 1];
-};
+#define REG_FILE_ID_MAX 63     /* longer ids are not remembered */
 
 void reg_init(struct registry *r, unsigned nworkers, const struct lb_ops *policy);
 void reg_deinit(struct registry *r);
@@ -230,12 +249,25 @@ void reg_thread_exit(void);
  * or -EINVAL with a message in <err> (NET_ERR_LEN bytes). */
 int reg_spec_check(const struct backend_spec *s, struct net_addr *addr, char *err);
 
-/* Parses "NAME=HOST:PORT[,weight=N][,models=A|B][,max-inflight=N]". */
+/* Parses "NAME=HOST:PORT[,weight=N][,models=A|B][,max-inflight=N]". On
+ * success the spec owns its models: release them with reg_spec_free. */
 int reg_spec_parse(const char *arg, struct backend_spec *s, char *err);
+
+/* Gives <s> the <n> model names <names> as an owned packed block (after
+ * releasing one it owned). Returns 0, or -EINVAL with a message in <err>
+ * when n > REG_MAX_MODELS or a name is empty or over REG_MODEL_MAX bytes. */
+int reg_spec_set_models(struct backend_spec *s, const char *const *names, unsigned n, char *err);
+
+/* Releases the model block a spec owns (reg_spec_parse,
+ * reg_spec_set_models) and empties its list. */
+void reg_spec_free(struct backend_spec *s);
+/* ... of each of <v>[0..n), then <v> itself (a malloc'ed array). */
+void reg_specs_free(struct backend_spec *v, unsigned n);
 
 /* Adds or updates the backend named s->name. An unchanged address updates
  * the backend in place (its counters and pools survive); a new address
- * replaces it (the old one drains). Returns 0 (added), 1 (updated) or -errno. */
+ * replaces it (the old one drains). Returns 0 (added), 1 (updated) or
+ * -errno: -ENOSPC when a new name would take the set past REG_MAX_BACKENDS. */
 int reg_upsert(struct registry *r, const struct backend_spec *s, enum reg_source src, char *err);
 
 /* Removes the backend named <name>. Returns 0 or -ENOENT. */
@@ -243,7 +275,9 @@ int reg_remove(struct registry *r, const char *name);
 
 /* Replaces every backend of source <src> with <specs> atomically (one lock
  * hold). With <generation> non-zero, a generation older than the last one
- * seen is refused (-ESTALE). Returns the new count or -errno. */
+ * seen is refused (-ESTALE). A set that would hold more than
+ * REG_MAX_BACKENDS backends (the specs and those of other sources they do
+ * not name) is refused whole (-ENOSPC). Returns the new count or -errno. */
 int reg_replace(struct registry *r, enum reg_source src, const struct backend_spec *specs,
                 unsigned n, uint64_t generation, char *err);
 
@@ -278,8 +312,10 @@ void reg_release(struct registry *r, struct backend *b, const struct reg_outcome
 /* True if <b> serves <model> (its registered, configured or probed list). */
 bool reg_serves(const struct backend *b, const char *model);
 
-/* Replaces the probed model list of the backend named <name>. */
-void reg_set_probed_models(struct registry *r, struct backend *b, char (*models)[128],
+/* Replaces the probed model list of <b> with <names>[0..n) (at most
+ * REG_MAX_MODELS are kept; empty names and names over REG_MODEL_MAX bytes
+ * are skipped). */
+void reg_set_probed_models(struct registry *r, struct backend *b, const char *const *names,
                            unsigned n);
 
 /* Records an active probe's verdict: <alive> clears an ejection (and
@@ -290,12 +326,15 @@ void reg_probe_result(struct registry *r, struct backend *b, bool alive, int64_t
  * count; the caller unrefs each and frees the array. */
 unsigned reg_snapshot(struct registry *r, struct backend ***out);
 
-/* Remembers that uploaded file <id> lives on backend <name>; looks it up. */
+/* Remembers that uploaded file <id> lives on backend <name>; looks it up.
+ * O(1) each; the REG_MAX_FILES most recent uploads are remembered, and an
+ * id uploaded again follows its latest copy. */
 void reg_file_put(struct registry *r, const char *id, const char *name);
 bool reg_file_get(struct registry *r, const char *id, char *name, size_t len);
 
 /* Appends the deduplicated model list of every healthy backend in OpenAI's
- * list format (GET /v1/models on the public port). */
+ * list format (GET /v1/models on the public port). Only a copy of the
+ * names is made under the registry lock; the rest runs outside it. */
 void reg_models_json(struct registry *r, struct buf *out, int64_t now_ms);
 
 static inline void backend_ref(struct backend *b) { atomic_fetch_add(&b->refs, 1); }
@@ -309,5 +348,7 @@ void reg_model_inflight(struct registry *r, const char *model, int delta);
 /* Appends the per-backend and per-model Prometheus metrics. */
 void reg_dump_metrics(struct registry *r, struct buf *out, int64_t now_ms);
 unsigned reg_count(struct registry *r);
+/* Requests waiting in the gateway queue now (the llamalb_queue_length gauge). */
+unsigned reg_queue_length(struct registry *r);
 
 #endif

@@ -233,10 +233,9 @@ static void test_models_and_pin(void)
     reg_init(&r, 1, &lb_least);
     struct backend_spec s1 = spec("small", 1, 1), s2 = spec("big", 2, 1);
     s1.nmodels = 1;
-    strcpy(s1.models[0], "llama-3-1b");
+    s1.models = "llama-3-1b"; /* packed lists: names back to back */
     s2.nmodels = 2;
-    strcpy(s2.models[0], "llama-3-3b");
-    strcpy(s2.models[1], "embed");
+    s2.models = "llama-3-3b\0embed";
     s1.max_inflight_set = s2.max_inflight_set = true;
     reg_upsert(&r, &s1, REG_SOURCE_ADMIN, err);
     reg_upsert(&r, &s2, REG_SOURCE_ADMIN, err);
@@ -417,9 +416,11 @@ static void test_spec_parse(void)
     ok(reg_spec_parse("low=127.0.0.1:8080,weight=3,models=a|b,max-inflight=2", &s, err) == 0,
        "full --backend syntax parses");
     ok(s.weight == 3 && s.nmodels == 2 && s.max_inflight == 2 && s.max_inflight_set &&
-           s.port == 8080 && strcmp(s.models[1], "b") == 0,
+           s.port == 8080 && strcmp(reg_model_next(s.models), "b") == 0,
        "fields are taken");
+    reg_spec_free(&s);
     ok(reg_spec_parse("x=[::1]:9000", &s, err) == 0 && strcmp(s.host, "::1") == 0, "IPv6 backend");
+    reg_spec_free(&s);
     ok(reg_spec_parse("x=host.example:80", &s, err) != 0, "names are not resolved: refused");
     ok(reg_spec_parse("x=1.2.3.4:0", &s, err) != 0, "port 0 refused");
     ok(reg_spec_parse("x=1.2.3.4:80,weight=-1", &s, err) != 0, "negative weight refused");

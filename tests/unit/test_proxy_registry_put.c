@@ -290,14 +290,18 @@ static void test_models_list(void)
     reg_init(&r, 1, &lb_least);
     for (unsigned i = 0; i < 3000; i++) {
         struct backend_spec s = spec("m", i, i % 7 == 0 ? 0 : 1);
-        s.nmodels = 1 + i % 3;
-        for (unsigned k = 0; k < s.nmodels; k++)
-            snprintf(s.models[k], sizeof(s.models[k]), "model-%u", (i * 7 + k * 13) % 500);
-        if (i % 11 == 0)
-            s.nmodels = 0; /* probed below */
+        char names[3][32];
+        const char *ptrs[3];
+        for (unsigned k = 0; k < 3; k++) {
+            snprintf(names[k], sizeof(names[k]), "model-%u", (i * 7 + k * 13) % 500);
+            ptrs[k] = names[k];
+        }
+        /* i % 11 == 0: none, probed below */
+        reg_spec_set_models(&s, ptrs, i % 11 == 0 ? 0 : 1 + i % 3, err);
         reg_upsert(&r, &s, REG_SOURCE_ADMIN, err);
+        reg_spec_free(&s);
     }
-    char probed[2][128] = {"probed-only", "model-3"};
+    const char *probed[2] = {"probed-only", "model-3"};
     for (unsigned i = 0; i < 3000; i += 11)
         reg_set_probed_models(&r, r.v[i], probed, 2);
     for (unsigned i = 5; i < 3000; i += 13)
@@ -311,8 +315,8 @@ static void test_models_list(void)
         if (b->spec.weight == 0 || b->down_until > NOW)
             continue;
         unsigned nm = b->spec.nmodels ? b->spec.nmodels : b->nprobed;
-        for (unsigned m = 0; m < nm; m++) {
-            const char *id = b->spec.nmodels ? b->spec.models[m] : b->probed_models[m];
+        const char *id = b->spec.nmodels ? b->spec.models : b->probed;
+        for (unsigned m = 0; m < nm; m++, id = reg_model_next(id)) {
             bool seen = false;
             for (unsigned k = 0; k < nwant && !seen; k++)
                 seen = strcmp(want[k], id) == 0;

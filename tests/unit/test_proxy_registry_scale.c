@@ -159,7 +159,7 @@ static void test_fallback_finds_the_free_one(void)
         struct backend_spec s = spec(i, 1, 1);
         if (i % 3 == 0) {
             s.nmodels = 1;
-            strcpy(s.models[0], "m");
+            s.models = "m";
         }
         upsert(&r, &s);
     }
@@ -343,7 +343,7 @@ static void test_updates_reach_the_index(void)
     /* Models: a route appears with an update, and goes with the next one. */
     struct backend_spec s = spec(42, 1, 0);
     s.nmodels = 1;
-    strcpy(s.models[0], "llama-3-8b");
+    s.models = "llama-3-8b";
     upsert(&r, &s);
     struct reg_req qm = {.model = "llama-3-8b"};
     bool routed = true;
@@ -362,7 +362,7 @@ static void test_updates_reach_the_index(void)
     r.reject_unknown_model = false;
 
     /* Probed model lists count like configured ones. */
-    char probed[1][128] = {"qwen"};
+    const char *probed[1] = {"qwen"};
     reg_set_probed_models(&r, r.v[7], probed, 1);
     struct reg_req qp = {.model = "qwen"};
     b = pick(&r, &qp, &rng);
@@ -402,12 +402,11 @@ static void test_routes_on_large_sets(void)
         struct backend_spec s = spec(i, 1, 0);
         if (i % 3 == 0) {
             s.nmodels = 2;
-            strcpy(s.models[0], "m");
-            strcpy(s.models[1], "m"); /* listed twice: still one backend */
+            s.models = "m\0m"; /* listed twice: still one backend */
         } else if (i == 1) {
             s.weight = 0;
             s.nmodels = 1;
-            strcpy(s.models[0], "drained-only");
+            s.models = "drained-only";
         }
         upsert(&r, &s);
     }
