@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT
  * Kubernetes API client on libcurl + jansson + libyaml (see k8s.h).
  *
- * The reflector's life, as in kube-rs' watcher (protocols.md §3.10):
+ * The reflector's life, as in kube-rs' watcher (docs/watcher.md, "The watch
+ * loop"):
  *
  *   IDLE --retry_at--> LISTING (pages of 500, continue tokens) --last page-->
  *   swap the set in, WATCHING from the list's resourceVersion --clean end-->
@@ -10,7 +11,11 @@
  *   other errors, 401 (token re-read), refused, stalled --> backoff, re-watch
  *
  * The set in force (items) only ever changes by a watch event or by swapping
- * in a complete list, so an unreachable API server never empties it. */
+ * in a complete list, so an unreachable API server never empties it. A list
+ * is bounded in objects (max_items) and pages (max_pages): a hostile or
+ * broken server with an endless continue chain, or more objects than the
+ * balancer could ever take, stops the list, which is then retried with
+ * backoff while the previous set stays in force (never a truncated one). */
 #include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
@@ -396,6 +401,7 @@ struct k8s_reflector *k8s_reflector_new(struct k8s_config *cfg, const char *reso
     r->stall_ms = 295000;
     r->max_line = 1u << 20;
     r->page_limit = 500;
+    r->max_items = MODEL_MAX_BACKENDS;
     r->backoff.min_ms = 800;
     r->backoff.max_ms = 30000;
     return r;
@@ -515,11 +521,60 @@ static void slim(json_t *obj)
 static void start_list(struct k8s_reflector *r);
 static void start_watch(struct k8s_reflector *r);
 
+static int max_pages(const struct k8s_reflector *r)
+{
+    if (r->max_pages > 0)
+        return r->max_pages;
+    /* Twice the pages max_items needs (a server may send short pages), and
+     * never fewer than 100. */
+    size_t need = r->max_items / (size_t)MAX(r->page_limit, 1) + 1;
+    return (int)MIN((size_t)1000000, MAX((size_t)100, 2 * need));
+}
+
+/* The list outgrew its bounds: drop what it built and keep the set in force
+ * (a truncated set pushed to the balancers would remove live backends). */
+static void list_limit(struct k8s_reflector *r, const char *what)
+{
+    r->st.limit_hits++;
+    json_decref(r->pending);
+    r->pending = NULL;
+    set_str(&r->cont, NULL);
+    r->pages = 0;
+    log_error("%s: list stopped: %s; keeping the previous %zu objects", r->resource, what,
+              json_object_size(r->items));
+    fail(r, "list over its bounds");
+}
+
+/* Swaps the complete list <fresh> in and tells the owner what differs. */
+static void swap_in(struct k8s_reflector *r, json_t *fresh)
+{
+    const char *k;
+    json_t *v;
+    json_object_foreach(r->items, k, v) {
+        if (json_object_get(fresh, k) == NULL) {
+            r->changed = true;
+            if (r->on_change)
+                r->on_change(r->change_data, r, k, NULL);
+        }
+    }
+    json_object_foreach(fresh, k, v) {
+        json_t *old = json_object_get(r->items, k);
+        if (old == NULL || !json_equal(old, v)) {
+            r->changed = true;
+            if (r->on_change)
+                r->on_change(r->change_data, r, k, v);
+        }
+    }
+    json_decref(r->items);
+    r->items = fresh;
+}
+
 static void on_list_done(struct xfer *x, CURLcode rc, long status)
 {
     struct k8s_reflector *r = x->data;
     r->x = NULL;
     if (status == 410) {
+        r->pages = 0;
         json_decref(r->pending);
         r->pending = NULL;
         set_str(&r->cont, NULL);
@@ -530,6 +585,7 @@ static void on_list_done(struct xfer *x, CURLcode rc, long status)
         json_decref(r->pending);
         r->pending = NULL;
         set_str(&r->cont, NULL);
+        r->pages = 0;
         if (x->too_big)
             fail(r, "list page too large");
         else
@@ -547,7 +603,25 @@ static void on_list_done(struct xfer *x, CURLcode rc, long status)
         json_decref(r->pending);
         r->pending = NULL;
         set_str(&r->cont, NULL);
+        r->pages = 0;
         fail(r, list == NULL ? "list is not JSON" : "list has no items or resourceVersion");
+        return;
+    }
+    r->pages++;
+    if (json_object_size(r->pending) + json_array_size(items) > r->max_items) {
+        char why[160];
+        snprintf(why, sizeof(why), "more than %zu objects (--max-list-items)", r->max_items);
+        json_decref(list);
+        list_limit(r, why);
+        return;
+    }
+    bool more = cont != NULL && *cont;
+    if (more && r->pages >= max_pages(r)) {
+        char why[160];
+        snprintf(why, sizeof(why), "still not complete after %d pages (--max-list-pages)",
+                 r->pages);
+        json_decref(list);
+        list_limit(r, why);
         return;
     }
     size_t i;
@@ -559,19 +633,19 @@ static void on_list_done(struct xfer *x, CURLcode rc, long status)
         }
     }
     r->backoff.cur_ms = 0;
-    if (cont != NULL && *cont) {
+    if (more) {
+        /* The next page after a short pause, from the loop: a long list
+         * leaves room for everything else (the /metrics listener, pushes). */
         set_str(&r->cont, cont);
         json_decref(list);
-        start_list(r);
+        r->page_at = k8s_now_ms() + K8S_PAGE_PAUSE_MS;
         return;
     }
     /* The complete list: swap it in at once, then watch from its version. */
     set_str(&r->cont, NULL);
     set_str(&r->rv, rv);
-    if (!json_equal(r->items, r->pending))
-        r->changed = true;
-    json_decref(r->items);
-    r->items = r->pending;
+    r->pages = 0;
+    swap_in(r, r->pending);
     r->pending = NULL;
     if (!r->synced)
         r->changed = true;
@@ -586,6 +660,7 @@ static void start_list(struct k8s_reflector *r)
 {
     if (r->pending == NULL) {
         r->pending = json_object();
+        r->pages = 0;
         r->st.lists++;
         if (r->synced)
             r->st.relists++;
@@ -651,6 +726,16 @@ static bool handle_line(struct k8s_reflector *r, const char *p, size_t n)
         r->st.bad_lines++;
         r->bad_stream = true;
         keep = false;
+    } else if ((strcmp(type, "ADDED") == 0 || strcmp(type, "MODIFIED") == 0) &&
+               json_object_get(r->items, key) == NULL &&
+               json_object_size(r->items) >= r->max_items) {
+        /* One object more than a list may hold: relist, which then stops at
+         * the bound and keeps the set in force. */
+        log_error("%s: %s %s would make more than %zu objects (--max-list-items)", r->resource,
+                  type, key, r->max_items);
+        r->st.limit_hits++;
+        r->bad_stream = true;
+        keep = false;
     } else if (strcmp(type, "ADDED") == 0 || strcmp(type, "MODIFIED") == 0) {
         if (type[0] == 'A')
             r->st.added++;
@@ -659,11 +744,16 @@ static bool handle_line(struct k8s_reflector *r, const char *p, size_t n)
         slim(obj);
         json_object_set(r->items, key, obj);
         r->changed = true;
+        if (r->on_change)
+            r->on_change(r->change_data, r, key, obj);
         log_debug("%s: %s %s rv %s", r->resource, type, key, rv ? rv : "?");
     } else if (strcmp(type, "DELETED") == 0) {
         r->st.deleted++;
-        if (json_object_del(r->items, key) == 0)
+        if (json_object_del(r->items, key) == 0) {
             r->changed = true;
+            if (r->on_change)
+                r->on_change(r->change_data, r, key, NULL);
+        }
         log_debug("%s: DELETED %s rv %s", r->resource, key, rv ? rv : "?");
     } else {
         log_warn("%s: unknown watch event type \"%s\"", r->resource, type);
@@ -799,6 +889,11 @@ int64_t k8s_reflector_tick(struct k8s_reflector *r, int64_t now_ms)
             start_watch(r);
         return now_ms + 1000;
     case K8S_LISTING:
+        if (r->x != NULL)
+            return now_ms + 1000;
+        if (now_ms < r->page_at)
+            return r->page_at;
+        start_list(r); /* the next page */
         return now_ms + 1000;
     case K8S_WATCHING:
         if (now_ms - r->last_byte_ms >= r->stall_ms) {

@@ -77,7 +77,15 @@ enum k8s_state {
 struct k8s_stats {
     uint64_t added, modified, deleted, bookmarks, errors; /* watch events by type */
     uint64_t lists, relists, watches, watch_restarts, stalls, bad_lines, http_errors;
+    uint64_t limit_hits;   /* lists (or watches) stopped at max_items / max_pages */
 };
+
+struct k8s_reflector;
+/* Object <key> changed to <obj> (borrowed), or was deleted (<obj> NULL): by a
+ * watch event, or found different when a new list was swapped in. */
+typedef void k8s_change_cb(void *data, struct k8s_reflector *r, const char *key, json_t *obj);
+
+#define K8S_PAGE_PAUSE_MS 2 /* between list pages: a long list never hogs the loop */
 
 /* One resource (services or endpointslices) in one namespace or all of them.
  * Created by k8s_reflector_new(), driven by k8s_reflector_tick(), owned by main. */
@@ -110,6 +118,12 @@ struct k8s_reflector {
     int64_t stall_ms;          /* no bytes for this long: reopen (timeout+5 s) */
     size_t max_line;           /* bytes (1 MiB) */
     int page_limit;            /* list page size (500) */
+    size_t max_items;          /* objects a list may hold (MODEL_MAX_BACKENDS) */
+    int max_pages;             /* pages a list may take; 0 = twice what max_items needs */
+    int pages;                 /* pages of the list in progress */
+    int64_t page_at;           /* LISTING with no request: when to ask for the next page */
+    k8s_change_cb *on_change;  /* told of every change to items, or NULL */
+    void *change_data;
 };
 
 /* A reflector for <resource> under <path> with label selector <selector>

@@ -27,6 +27,7 @@
 #include "xfer.h"
 
 #define MAX_NAMESPACES 32
+#define MAX_ALLOW 64
 
 static const char usage[] =
     "usage: llamalb-watcher [options]\n"
@@ -48,9 +49,13 @@ static const char usage[] =
     "  --models-annotation KEY    default llamaedge/models (comma-separated)\n"
     "  --max-inflight-annotation KEY  default llamaedge/max-inflight\n"
     "  --port-annotation KEY      default llamaedge/port (port name or number)\n"
+    "  --backend-allow CIDR       addresses the balancers allow (their --backend-allow;\n"
+    "                             repeatable); other loopback, link-local, multicast...\n"
+    "                             backends are left out, as the balancer would refuse them\n"
     "Balancers:\n"
     "  --lb URL                   admin base URL, e.g. http://127.0.0.1:8081 (repeatable)\n"
-    "  --lb-service NS/NAME[:PORT]  every ready address of this Service (admin port 8081)\n"
+    "  --lb-service NS/NAME[:PORT]  every address of the EndpointSlice controller's slices of\n"
+    "                             this Service (admin port 8081)\n"
     "  --push put|register        PUT /api/services (default) or register/unregister diffs\n"
     "  --admin-token-file FILE    bearer token for the admin API\n"
     "  --resync DUR               compare each balancer with the desired set (default 60s)\n"
@@ -61,6 +66,9 @@ static const char usage[] =
     "  --stall-timeout DUR        reopen a watch silent this long (default timeout + 5s)\n"
     "  --max-line BYTES           longest watch event accepted (default 1048576)\n"
     "  --page-limit N             list page size (default 500)\n"
+    "  --max-list-items N         objects one list may hold (default 100000)\n"
+    "  --max-list-pages N         pages one list may take (default: twice what\n"
+    "                             --max-list-items needs, at least 100)\n"
     "  --backoff-min DUR, --backoff-max DUR   retry backoff (default 800ms, 30s)\n"
     "Other:\n"
     "  --listen ADDR              /healthz, /readyz, /metrics (default 0.0.0.0:8090)\n"
@@ -80,6 +88,10 @@ struct watcher {
     int lb_port;
     struct push push;
     json_t *warned;                 /* warnings already logged (object used as a set) */
+    struct model_state ms;          /* the desired set, cached per Service */
+    struct model_cidr allow[MAX_ALLOW];
+    json_t *dropped;                /* name -> {reason, detail}: left out right now */
+    json_t *drop_counts;            /* reason -> times an entry started being left out */
     struct serve srv;
     bool ready;                     /* every reflector has listed once */
     int64_t resync_ms, full_ms, next_resync, next_full;
@@ -122,14 +134,41 @@ static bool all_synced(const struct watcher *w)
     return w->lbrefl == NULL || w->lbrefl->synced;
 }
 
-/* Recomputes the desired set from every reflector and hands it to push. */
+/* A reflector's object changed: the model recomputes only its Service. */
+static void on_change(void *data, struct k8s_reflector *r, const char *key, json_t *obj)
+{
+    struct watcher *w = data;
+    if (strcmp(r->resource, "services") == 0)
+        model_state_set_service(&w->ms, key, obj);
+    else
+        model_state_set_slice(&w->ms, key, obj);
+}
+
+/* Logs each entry left out once, when it starts being left out (not at
+ * every recompute or resync), and counts it by reason. */
+static void note_drops(struct watcher *w, json_t *drops)
+{
+    const char *name;
+    json_t *d;
+    json_object_foreach(drops, name, d) {
+        json_t *was = json_object_get(w->dropped, name);
+        if (was != NULL && json_equal(was, d))
+            continue;
+        const char *reason = json_string_value(json_object_get(d, "reason"));
+        log_warn("backend %s left out (%s): the balancer would refuse it: %s", name, reason,
+                 json_string_value(json_object_get(d, "detail")));
+        json_t *c = json_object_get(w->drop_counts, reason);
+        json_object_set_new(w->drop_counts, reason, json_integer(json_integer_value(c) + 1));
+    }
+    json_decref(w->dropped);
+    w->dropped = json_incref(drops);
+}
+
+/* Recomputes the desired set (the Services that changed) and hands it to push. */
 static void recompute(struct watcher *w, int64_t now)
 {
-    json_t *svcs = json_object(), *slices = json_object(), *warnings = json_array(), *v;
-    for (size_t i = 0; i < w->nrefl; i++)
-        json_object_update(strcmp(w->refl[i]->resource, "services") == 0 ? svcs : slices,
-                           w->refl[i]->items);
-    json_t *desired = model_desired(&w->mc, svcs, slices, warnings);
+    json_t *warnings = json_array(), *drops = json_object(), *v;
+    json_t *desired = model_state_desired(&w->ms, &w->mc, warnings, drops);
     json_t *seen = json_object();
     size_t i;
     json_array_foreach(warnings, i, v) {
@@ -140,11 +179,41 @@ static void recompute(struct watcher *w, int64_t now)
     }
     json_decref(w->warned);
     w->warned = seen;
-    log_info("desired set: %zu backends", json_array_size(desired));
+    note_drops(w, drops);
+    log_info("desired set: %zu backends (%zu left out)", json_array_size(desired),
+             json_object_size(drops));
     push_set_desired(&w->push, desired, now);
-    json_decref(svcs);
-    json_decref(slices);
     json_decref(warnings);
+    json_decref(drops);
+}
+
+static void metric_drops(struct buf *b, const struct watcher *w)
+{
+    static const char *const reasons[] = {"name", "address", "port", "weight", "max_inflight",
+                                          "models", "duplicate", "limit"};
+    const char *name;
+    json_t *d;
+    size_t now[ARRAY_SIZE(reasons)] = {0};
+    json_object_foreach(w->dropped, name, d) {
+        const char *r = json_string_value(json_object_get(d, "reason"));
+        for (size_t i = 0; i < ARRAY_SIZE(reasons); i++)
+            if (r && strcmp(r, reasons[i]) == 0)
+                now[i]++;
+    }
+    buf_append_str(b, "# HELP llamalb_watcher_dropped_total Backends left out because the "
+                      "balancer would refuse them (counted when they start being left out).\n"
+                      "# TYPE llamalb_watcher_dropped_total counter\n");
+    for (size_t i = 0; i < ARRAY_SIZE(reasons); i++)
+        buf_printf(b, "llamalb_watcher_dropped_total{reason=\"%s\"} %lld\n", reasons[i],
+                   (long long)json_integer_value(json_object_get(w->drop_counts, reasons[i])));
+    buf_append_str(b, "# HELP llamalb_watcher_dropped Backends left out right now.\n"
+                      "# TYPE llamalb_watcher_dropped gauge\n");
+    for (size_t i = 0; i < ARRAY_SIZE(reasons); i++)
+        buf_printf(b, "llamalb_watcher_dropped{reason=\"%s\"} %zu\n", reasons[i], now[i]);
+    buf_printf(b, "# HELP llamalb_watcher_services_computed_total Services whose backends were "
+                  "computed (only changed Services are).\n"
+                  "# TYPE llamalb_watcher_services_computed_total counter\n"
+                  "llamalb_watcher_services_computed_total %" PRIu64 "\n", w->ms.recomputed);
 }
 
 static void metric_refl(struct buf *b, const struct watcher *w, const char *name,
@@ -217,6 +286,10 @@ static int route(void *data, const char *path, struct buf *out, const char **cty
     metric_refl(out, w, "llamalb_watcher_api_errors_total",
                 "API requests that failed (transport or HTTP status).", "counter",
                 offsetof(struct k8s_stats, http_errors), NULL);
+    metric_refl(out, w, "llamalb_watcher_list_limit_hits_total",
+                "Lists stopped at --max-list-items or --max-list-pages (the previous set kept).",
+                "counter", offsetof(struct k8s_stats, limit_hits), NULL);
+    metric_drops(out, w);
     buf_printf(out, "# HELP llamalb_watcher_synced 1 once every list has completed.\n"
                     "# TYPE llamalb_watcher_synced gauge\nllamalb_watcher_synced %d\n",
                w->ready ? 1 : 0);
@@ -254,6 +327,7 @@ enum {
     O_KUBECONFIG = 256, O_CONTEXT, O_SADIR, O_SEL, O_NS, O_MODE, O_SLICESEL, O_WANN, O_MANN,
     O_IANN, O_PANN, O_LB, O_LBSVC, O_PUSH, O_TOKEN, O_RESYNC, O_FULL, O_DEBOUNCE, O_WTIMEOUT,
     O_STALL, O_MAXLINE, O_PAGE, O_BMIN, O_BMAX, O_LISTEN, O_LOGLEVEL, O_HELP, O_VERSION,
+    O_ALLOW, O_MAXITEMS, O_MAXPAGES,
 };
 
 int main(int argc, char **argv)
@@ -271,7 +345,9 @@ int main(int argc, char **argv)
         {"max-line", 1, 0, O_MAXLINE}, {"page-limit", 1, 0, O_PAGE},
         {"backoff-min", 1, 0, O_BMIN}, {"backoff-max", 1, 0, O_BMAX},
         {"listen", 1, 0, O_LISTEN}, {"log-level", 1, 0, O_LOGLEVEL}, {"help", 0, 0, O_HELP},
-        {"version", 0, 0, O_VERSION}, {0, 0, 0, 0}};
+        {"version", 0, 0, O_VERSION}, {"backend-allow", 1, 0, O_ALLOW},
+        {"max-list-items", 1, 0, O_MAXITEMS}, {"max-list-pages", 1, 0, O_MAXPAGES},
+        {0, 0, 0, 0}};
     static struct watcher w;
     const char *kubeconfig = NULL, *context = NULL;
     const char *sa_dir = "/var/run/secrets/kubernetes.io/serviceaccount";
@@ -281,13 +357,16 @@ int main(int argc, char **argv)
     size_t nns = 0, nlb = 0;
     enum push_mode pmode = PUSH_PUT;
     int64_t debounce = 50, stall = -1, bmin = 800, bmax = 30000;
-    long wtimeout = 290, maxline = 1 << 20, page = 500;
+    long wtimeout = 290, maxline = 1 << 20, page = 500, maxitems = MODEL_MAX_BACKENDS,
+         maxpages = 0;
     char err[512];
     int c;
 
     log_min_level = LOG_INFO;
-    w.mc = (struct model_cfg){MODEL_ENDPOINTS, "llamaedge/weight", "llamaedge/models",
-                              "llamaedge/max-inflight", "llamaedge/port"};
+    w.mc = (struct model_cfg){.mode = MODEL_ENDPOINTS, .weight_key = "llamaedge/weight",
+                              .models_key = "llamaedge/models",
+                              .inflight_key = "llamaedge/max-inflight",
+                              .port_key = "llamaedge/port", .allow = w.allow};
     w.resync_ms = 60000;
     w.full_ms = 300000;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -353,6 +432,21 @@ int main(int argc, char **argv)
             if (page < 1 || page > 10000)
                 goto bad;
             break;
+        case O_ALLOW:
+            if (w.mc.nallow == MAX_ALLOW || model_parse_cidr(optarg, &w.allow[w.mc.nallow]) < 0)
+                goto bad;
+            w.mc.nallow++;
+            break;
+        case O_MAXITEMS:
+            maxitems = strtol(optarg, NULL, 10);
+            if (maxitems < 1 || maxitems > 10000000)
+                goto bad;
+            break;
+        case O_MAXPAGES:
+            maxpages = strtol(optarg, NULL, 10);
+            if (maxpages < 1 || maxpages > 1000000)
+                goto bad;
+            break;
         case O_LISTEN: listen = optarg; break;
         case O_LOGLEVEL: if (log_parse_level(optarg, &log_min_level) < 0) goto bad; break;
         case O_HELP: fputs(usage, stdout); return 0;
@@ -399,6 +493,9 @@ int main(int argc, char **argv)
     free(token);
     w.push.debounce_ms = debounce;
     w.warned = json_object();
+    w.dropped = json_object();
+    w.drop_counts = json_object();
+    model_state_init(&w.ms);
 
     /* One services reflector (and one slices reflector in endpoints mode) per
      * namespace, or one for all namespaces. */
@@ -422,8 +519,13 @@ int main(int argc, char **argv)
             fprintf(stderr, "llamalb-watcher: --lb-service: bad port\n");
             return 2;
         }
-        char sel[300];
-        snprintf(sel, sizeof(sel), MODEL_SLICE_SERVICE_LABEL "=%s", w.lb_name);
+        /* Only the EndpointSlice controller's slices of that Service: the
+         * admin token goes to these addresses. The selector narrows the
+         * watch; model_lb_urls() checks every slice again (ownerReferences
+         * included), whatever the server sends. */
+        char sel[400];
+        snprintf(sel, sizeof(sel), MODEL_SLICE_SERVICE_LABEL "=%s," MODEL_SLICE_MANAGER_LABEL
+                 "=" MODEL_SLICE_CONTROLLER, w.lb_name);
         w.lbrefl = add_refl(&w, "endpointslices", w.lb_ns, sel);
     } else {
         json_t *urls = json_array();
@@ -440,6 +542,12 @@ int main(int argc, char **argv)
         rf->stall_ms = stall;
         rf->max_line = (size_t)maxline;
         rf->page_limit = (int)page;
+        rf->max_items = (size_t)maxitems;
+        rf->max_pages = (int)maxpages;
+        if (rf != w.lbrefl) {
+            rf->on_change = on_change;
+            rf->change_data = &w;
+        }
         rf->backoff.min_ms = bmin;
         rf->backoff.max_ms = bmax;
     }
@@ -524,6 +632,9 @@ int main(int argc, char **argv)
     push_deinit(&w.push);
     serve_close(&w.srv);
     json_decref(w.warned);
+    json_decref(w.dropped);
+    json_decref(w.drop_counts);
+    model_state_deinit(&w.ms);
     k8s_config_deinit(&w.kc);
     curl_multi_cleanup(w.multi);
     curl_global_cleanup();

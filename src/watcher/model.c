@@ -6,6 +6,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -193,13 +194,16 @@ static json_int_t slice_port(json_t *slice, json_t *sp)
  * stay at weight 0 so their in-flight streams finish (drain); the rest are
  * left out. A pod seen twice (slices overlap while the controller moves it)
  * keeps its better entry. */
-static void add_slice(const char *key, json_t *slice, const struct svc_info *si, json_t *out,
-                      json_t *warnings)
+static void add_slice(const char *key, const char *slice_key, json_t *slice,
+                      const struct svc_info *si, json_t *out, json_t *warnings)
 {
     const char *at = str_at(slice, "addressType", NULL);
     if (at != NULL && strcmp(at, "FQDN") == 0) {
+        /* Named by its key, which always exists: metadata.name may not, and
+         * a NULL must never reach %s. */
+        const char *sn = strchr(slice_key, '/');
         warn(warnings, "%s: FQDN EndpointSlice %s skipped (the balancer needs IP addresses)", key,
-             str_at(json_object_get(slice, "metadata"), "name", NULL));
+             sn ? sn + 1 : slice_key);
         return;
     }
     json_int_t port = slice_port(slice, si->port);
@@ -225,7 +229,7 @@ static void add_slice(const char *key, json_t *slice, const struct svc_info *si,
         if (term == 1 && !serving)
             continue;
         const char *pod = str_at(json_object_get(ep, "targetRef"), "name", NULL);
-        char name[512];
+        char name[MODEL_NAME_MAX + 2]; /* one more than the limit: a cut name is refused */
         snprintf(name, sizeof(name), "%s/%s/%s", si->ns, si->name, pod ? pod : ip);
         json_t *old = json_object_get(out, name);
         if (old != NULL && json_integer_value(json_object_get(old, "weight")) >= (json_int_t)w)
@@ -239,65 +243,397 @@ static int by_name(const void *a, const void *b)
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
+/* The keys of object <m>, sorted (borrowed from <m>; free the array). */
+static const char **sorted_keys(json_t *m, size_t *n)
+{
+    const char **keys = calloc(json_object_size(m) + 1, sizeof(*keys)), *k;
+    json_t *v;
+    size_t i = 0;
+    json_object_foreach(m, k, v)
+        keys[i++] = k;
+    qsort(keys, i, sizeof(*keys), by_name);
+    *n = i;
+    return keys;
+}
+
 /* The values of object <m>, as an array sorted by key. Steals nothing. */
 static json_t *sorted_values(json_t *m)
 {
-    size_t n = json_object_size(m), i = 0;
-    const char **keys = calloc(n ? n : 1, sizeof(*keys));
-    const char *k;
-    json_t *v, *arr = json_array();
-    json_object_foreach(m, k, v)
-        keys[i++] = k;
-    qsort(keys, n, sizeof(*keys), by_name);
+    size_t n, i;
+    const char **keys = sorted_keys(m, &n);
+    json_t *arr = json_array();
     for (i = 0; i < n; i++)
         json_array_append(arr, json_object_get(m, keys[i]));
     free(keys);
     return arr;
 }
 
+/* ------------------------------------------------------------------------
+ * The balancer's rules, applied before sending (src/proxy/registry.c
+ * reg_spec_check and admin.c parse_service / address_denied). One entry the
+ * balancer refuses makes it refuse the whole PUT; the watcher would then
+ * resend the same set forever and no change of any tenant would get
+ * through. So whatever it would refuse is dropped here, and said why. */
+
+int model_parse_cidr(const char *s, struct model_cidr *out)
+{
+    char host[64];
+    const char *slash = strchr(s, '/');
+    size_t hl = slash ? (size_t)(slash - s) : strlen(s);
+    long bits;
+    if (hl == 0 || hl >= sizeof(host))
+        return -EINVAL;
+    memcpy(host, s, hl);
+    host[hl] = '\0';
+    memset(out, 0, sizeof(*out));
+    if (inet_pton(AF_INET, host, out->net) == 1)
+        out->family = AF_INET;
+    else if (inet_pton(AF_INET6, host, out->net) == 1)
+        out->family = AF_INET6;
+    else
+        return -EINVAL;
+    bits = out->family == AF_INET ? 32 : 128;
+    if (slash != NULL) {
+        char *end;
+        long b = strtol(slash + 1, &end, 10);
+        if (end == slash + 1 || *end != '\0' || b < 0 || b > bits)
+            return -EINVAL;
+        bits = b;
+    }
+    out->bits = (unsigned)bits;
+    return 0;
+}
+
+static bool cidr_match(const struct model_cidr *c, int family, const unsigned char *a)
+{
+    unsigned bits = c->bits, i = 0;
+    if (c->family != family)
+        return false;
+    for (; bits >= 8; bits -= 8, i++)
+        if (a[i] != c->net[i])
+            return false;
+    return bits == 0 || ((a[i] ^ c->net[i]) & (unsigned char)(0xff << (8 - bits))) == 0;
+}
+
+static const unsigned char v4mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+
+const char *model_addr_denied(const struct model_cfg *cfg, const char *ip)
+{
+    unsigned char a[16], *v4 = NULL;
+    bool v6 = false;
+    if (ip == NULL)
+        return "not a numeric IP address";
+    if (inet_pton(AF_INET, ip, a) == 1)
+        v4 = a;
+    else if (inet_pton(AF_INET6, ip, a) == 1)
+        v6 = true;
+    else
+        return "not a numeric IP address";
+    /* ::ffff:a.b.c.d reaches a.b.c.d: judge it as that IPv4 address, so
+     * ::ffff:127.0.0.1 is loopback, not "some IPv6 address". */
+    if (v6 && memcmp(a, v4mapped, 12) == 0)
+        v4 = a + 12;
+    for (size_t i = 0; i < cfg->nallow; i++)
+        if ((v4 && cidr_match(&cfg->allow[i], AF_INET, v4)) ||
+            (v6 && cidr_match(&cfg->allow[i], AF_INET6, a)))
+            return NULL;
+    if (v4 != NULL) {
+        uint32_t x = (uint32_t)v4[0] << 24 | (uint32_t)v4[1] << 16 | (uint32_t)v4[2] << 8 | v4[3];
+        if ((x >> 24) == 127)
+            return "loopback";
+        if ((x >> 16) == 0xa9fe)
+            return "link-local (169.254.0.0/16)";
+        if (x == 0 || (x >> 28) == 0xe || x == 0xffffffffu)
+            return "unspecified, multicast or broadcast";
+        return NULL;
+    }
+    static const unsigned char zero[16], one[16] = {[15] = 1};
+    if (memcmp(a, one, 16) == 0)
+        return "loopback";
+    if (a[0] == 0xfe && (a[1] & 0xc0) == 0x80)
+        return "link-local (fe80::/10)";
+    if (memcmp(a, zero, 16) == 0 || a[0] == 0xff)
+        return "unspecified or multicast";
+    return NULL;
+}
+
+static bool name_ok(const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    if (n == 0 || n > MODEL_NAME_MAX)
+        return false;
+    for (; *s; s++)
+        if (!isalnum((unsigned char)*s) && !strchr("-_./:", *s))
+            return false;
+    return true;
+}
+
+static bool int_in(json_t *v, json_int_t lo, json_int_t hi)
+{
+    return json_is_integer(v) && json_integer_value(v) >= lo && json_integer_value(v) <= hi;
+}
+
+const char *model_check_backend(const struct model_cfg *cfg, json_t *b)
+{
+    if (!name_ok(str_at(b, "name", NULL)))
+        return "name";
+    if (model_addr_denied(cfg, str_at(b, "ip", NULL)) != NULL)
+        return "address";
+    if (!int_in(json_object_get(b, "port"), 1, 65535))
+        return "port";
+    if (!int_in(json_object_get(b, "weight"), 0, MODEL_MAX_WEIGHT))
+        return "weight";
+    json_t *mi = json_object_get(b, "max_inflight"), *models = json_object_get(b, "models"), *m;
+    if (mi != NULL && !int_in(mi, 0, MODEL_MAX_INFLIGHT))
+        return "max_inflight";
+    size_t i;
+    if (models != NULL && (!json_is_array(models) || json_array_size(models) > MODEL_MAX_MODELS))
+        return "models";
+    json_array_foreach(models, i, m)
+        if (!json_is_string(m) || json_string_length(m) == 0 ||
+            json_string_length(m) > MODEL_MODEL_LEN || strlen(json_string_value(m)) !=
+            json_string_length(m))
+            return "models";
+    return NULL;
+}
+
+/* ------------------------------------------------------------------------
+ * The per-Service cache. */
+
+void model_state_init(struct model_state *st)
+{
+    st->svcs = json_object();
+    st->slices = json_object();
+    st->slice_owner = json_object();
+    st->cache = json_object();
+    st->dirty = json_object();
+    st->recomputed = 0;
+    st->max_backends = MODEL_MAX_BACKENDS;
+}
+
+void model_state_deinit(struct model_state *st)
+{
+    json_decref(st->svcs);
+    json_decref(st->slices);
+    json_decref(st->slice_owner);
+    json_decref(st->cache);
+    json_decref(st->dirty);
+    memset(st, 0, sizeof(*st));
+}
+
+static void mark_dirty(struct model_state *st, const char *svc_key)
+{
+    json_object_set_new(st->dirty, svc_key, json_true());
+}
+
+void model_state_set_service(struct model_state *st, const char *key, json_t *svc)
+{
+    if (svc != NULL)
+        json_object_set(st->svcs, key, svc);
+    else
+        json_object_del(st->svcs, key);
+    mark_dirty(st, key);
+}
+
+/* "namespace/service" of the Service a slice belongs to, or false. */
+static bool slice_owner_key(json_t *slice, char *out, size_t outlen)
+{
+    json_t *md = json_object_get(slice, "metadata");
+    const char *svc = str_at(json_object_get(md, "labels"), MODEL_SLICE_SERVICE_LABEL, NULL);
+    const char *ns = str_at(md, "namespace", NULL);
+    if (svc == NULL || svc[0] == '\0')
+        return false;
+    int n = snprintf(out, outlen, "%s/%s", ns ? ns : "", svc);
+    return n > 0 && (size_t)n < outlen;
+}
+
+void model_state_set_slice(struct model_state *st, const char *key, json_t *slice)
+{
+    json_t *old = json_object_get(st->slice_owner, key);
+    if (old != NULL) {
+        const char *ok = json_string_value(old);
+        json_t *m = json_object_get(st->slices, ok);
+        json_object_del(m, key);
+        mark_dirty(st, ok);
+        if (json_object_size(m) == 0)
+            json_object_del(st->slices, ok);
+        json_object_del(st->slice_owner, key); /* <old> and <ok> are gone now */
+    }
+    char owner[520];
+    if (slice == NULL || !slice_owner_key(slice, owner, sizeof(owner)))
+        return;
+    json_t *m = json_object_get(st->slices, owner);
+    if (m == NULL) {
+        m = json_object();
+        json_object_set_new(st->slices, owner, m);
+    }
+    json_object_set(m, key, slice);
+    json_object_set_new(st->slice_owner, key, json_string(owner));
+    mark_dirty(st, owner);
+}
+
+/* Files backend <b> under <drops> as name -> {"reason": the metric label,
+ * "detail": what to log}. */
+static void drop(const struct model_cfg *cfg, json_t *drops, json_t *b, const char *why)
+{
+    char detail[400];
+    const char *name = str_at(b, "name", NULL), *ip = str_at(b, "ip", NULL);
+    if (strcmp(why, "address") == 0)
+        snprintf(detail, sizeof(detail), "address %.64s: %s", ip ? ip : "(none)",
+                 model_addr_denied(cfg, ip));
+    else if (strcmp(why, "name") == 0)
+        snprintf(detail, sizeof(detail), "name of %zu characters: the balancer takes 1-%d of "
+                 "A-Z a-z 0-9 - _ . / :", name ? strlen(name) : 0, MODEL_NAME_MAX);
+    else if (strcmp(why, "duplicate") == 0)
+        snprintf(detail, sizeof(detail), "another Service makes the same name");
+    else if (strcmp(why, "limit") == 0)
+        snprintf(detail, sizeof(detail), "more than %d backends in all", MODEL_MAX_BACKENDS);
+    else
+        snprintf(detail, sizeof(detail), "%s out of the balancer's range", why);
+    json_object_set_new(drops, name ? name : "", json_pack("{s:s,s:s}", "reason", why, "detail",
+                                                           detail));
+}
+
+/* Computes Service <k> alone into the cache: its backends (sorted by name),
+ * its warnings, and the entries the balancer would refuse. */
+static void compute_service(struct model_state *st, const struct model_cfg *cfg, const char *k)
+{
+    json_t *svc = json_object_get(st->svcs, k);
+    st->recomputed++;
+    if (svc == NULL) {
+        json_object_del(st->cache, k);
+        return;
+    }
+    json_t *out = json_object(), *warnings = json_array(), *drops = json_object();
+    struct svc_info si;
+    svc_info_read(cfg, k, svc, &si, warnings);
+    if (cfg->mode == MODEL_SERVICE) {
+        const char *ip = str_at(json_object_get(svc, "spec"), "clusterIP", NULL);
+        json_int_t port = json_integer_value(json_object_get(si.port, "port"));
+        if (ip == NULL || strcmp(ip, "None") == 0 || ip[0] == '\0')
+            warn(warnings, "%s: headless or ExternalName Service skipped (no ClusterIP)", k);
+        else if (!is_ip(ip))
+            warn(warnings, "%s: clusterIP \"%s\" is not an IP address, skipped", k, ip);
+        else if (port <= 0 || port > 65535)
+            warn(warnings, "%s: Service has no port, skipped", k);
+        else
+            json_object_set_new(out, k, backend(k, si.weight, ip, port, &si));
+    } else {
+        json_t *mine = json_object_get(st->slices, k);
+        size_t n;
+        const char **keys = sorted_keys(mine, &n); /* only this Service's slices */
+        for (size_t j = 0; j < n; j++)
+            add_slice(k, keys[j], json_object_get(mine, keys[j]), &si, out, warnings);
+        free(keys);
+    }
+    json_decref(si.models);
+    json_t *set = sorted_values(out), *b;
+    json_decref(out);
+    size_t i = 0;
+    while (i < json_array_size(set)) {
+        b = json_array_get(set, i);
+        const char *why = model_check_backend(cfg, b);
+        if (why == NULL) {
+            i++;
+            continue;
+        }
+        drop(cfg, drops, b, why);
+        json_array_remove(set, i);
+    }
+    json_object_set_new(st->cache, k, json_pack("{s:o,s:o,s:o}", "backends", set, "warnings",
+                                                 warnings, "drops", drops));
+}
+
+static int by_backend_name(const void *a, const void *b)
+{
+    return strcmp(str_at(*(json_t *const *)a, "name", NULL),
+                  str_at(*(json_t *const *)b, "name", NULL));
+}
+
+json_t *model_state_desired(struct model_state *st, const struct model_cfg *cfg,
+                            json_t *warnings, json_t *drops)
+{
+    const char *k;
+    json_t *v;
+    json_object_foreach(st->dirty, k, v)
+        compute_service(st, cfg, k); /* touches the cache only, not <dirty> */
+    json_object_clear(st->dirty);
+
+    /* Assemble: every Service's cached backends, sorted by name as a whole. */
+    size_t total = 0, n = 0, i;
+    json_object_foreach(st->cache, k, v)
+        total += json_array_size(json_object_get(v, "backends"));
+    json_t **all = calloc(total + 1, sizeof(*all)), *b;
+    if (drops != NULL)
+        json_object_clear(drops);
+    json_object_foreach(st->cache, k, v) {
+        json_array_foreach(json_object_get(v, "backends"), i, b)
+            all[n++] = b;
+        if (warnings != NULL)
+            json_array_extend(warnings, json_object_get(v, "warnings"));
+        if (drops != NULL)
+            json_object_update(drops, json_object_get(v, "drops"));
+    }
+    qsort(all, n, sizeof(*all), by_backend_name);
+    /* What only the whole set shows: one name twice (Services whose names
+     * make the same ns/svc/pod), and the balancer's size limit. Both keep the
+     * first in name order, so the outcome does not depend on event order. */
+    json_t *set = json_array();
+    const char *prev = NULL;
+    for (i = 0; i < n; i++) {
+        const char *name = str_at(all[i], "name", NULL);
+        const char *why = prev && strcmp(prev, name) == 0 ? "duplicate"
+                          : json_array_size(set) >= st->max_backends ? "limit" : NULL;
+        if (why != NULL) {
+            if (drops != NULL)
+                drop(cfg, drops, all[i], why);
+            continue;
+        }
+        json_array_append(set, all[i]);
+        prev = name;
+    }
+    free(all);
+    return set;
+}
+
 json_t *model_desired(const struct model_cfg *cfg, json_t *services, json_t *slices,
                       json_t *warnings)
 {
-    json_t *out = json_object(), *svc;
-    json_t *skeys = sorted_values(services); /* deterministic warning order */
-    size_t si_idx;
-    json_array_foreach(skeys, si_idx, svc) {
-        struct svc_info si;
-        char k[512];
-        if (!model_key(svc, k, sizeof(k)))
-            continue;
-        svc_info_read(cfg, k, svc, &si, warnings);
-        if (cfg->mode == MODEL_SERVICE) {
-            const char *ip = str_at(json_object_get(svc, "spec"), "clusterIP", NULL);
-            json_int_t port = json_integer_value(json_object_get(si.port, "port"));
-            if (ip == NULL || strcmp(ip, "None") == 0 || ip[0] == '\0')
-                warn(warnings, "%s: headless or ExternalName Service skipped (no ClusterIP)", k);
-            else if (!is_ip(ip))
-                warn(warnings, "%s: clusterIP \"%s\" is not an IP address, skipped", k, ip);
-            else if (port <= 0 || port > 65535)
-                warn(warnings, "%s: Service has no port, skipped", k);
-            else
-                json_object_set_new(out, k, backend(k, si.weight, ip, port, &si));
-        } else {
-            json_t *sl;
-            json_t *sorted = sorted_values(slices);
-            size_t j;
-            json_array_foreach(sorted, j, sl) {
-                json_t *md = json_object_get(sl, "metadata");
-                const char *owner = str_at(json_object_get(md, "labels"),
-                                           MODEL_SLICE_SERVICE_LABEL, NULL);
-                const char *sns = str_at(md, "namespace", NULL);
-                if (owner && strcmp(owner, si.name) == 0 && strcmp(sns ? sns : "", si.ns) == 0)
-                    add_slice(k, sl, &si, out, warnings);
-            }
-            json_decref(sorted);
-        }
-        json_decref(si.models);
+    struct model_state st;
+    const char *k;
+    json_t *v;
+    model_state_init(&st);
+    json_object_foreach(services, k, v)
+        model_state_set_service(&st, k, v);
+    json_object_foreach(slices, k, v)
+        model_state_set_slice(&st, k, v);
+    json_t *set = model_state_desired(&st, cfg, warnings, NULL);
+    model_state_deinit(&st);
+    return set;
+}
+
+bool model_lb_slice_trusted(json_t *slice, const char *ns, const char *name)
+{
+    json_t *md = json_object_get(slice, "metadata"), *labels = json_object_get(md, "labels");
+    const char *svc = str_at(labels, MODEL_SLICE_SERVICE_LABEL, NULL);
+    const char *mgr = str_at(labels, MODEL_SLICE_MANAGER_LABEL, NULL);
+    const char *sns = str_at(md, "namespace", NULL);
+    if (svc == NULL || strcmp(svc, name) != 0 || strcmp(sns ? sns : "", ns) != 0 ||
+        mgr == NULL || strcmp(mgr, MODEL_SLICE_CONTROLLER) != 0)
+        return false;
+    json_t *refs = json_object_get(md, "ownerReferences"), *ref;
+    size_t i;
+    bool owned = false;
+    if (json_array_size(refs) == 0)
+        return true; /* older controllers set none; the labels decide */
+    json_array_foreach(refs, i, ref) {
+        const char *kind = str_at(ref, "kind", NULL), *rn = str_at(ref, "name", NULL);
+        if (kind && rn && strcmp(kind, "Service") == 0 && strcmp(rn, name) == 0)
+            owned = true;
+        else if (json_is_true(json_object_get(ref, "controller")))
+            return false; /* controlled by something else */
     }
-    json_decref(skeys);
-    json_t *arr = sorted_values(out);
-    json_decref(out);
-    return arr;
+    return owned;
 }
 
 json_t *model_lb_urls(json_t *slices, const char *ns, const char *name, int port)
@@ -305,10 +641,7 @@ json_t *model_lb_urls(json_t *slices, const char *ns, const char *name, int port
     json_t *set = json_object(), *sl;
     const char *k;
     json_object_foreach(slices, k, sl) {
-        json_t *md = json_object_get(sl, "metadata");
-        const char *owner = str_at(json_object_get(md, "labels"), MODEL_SLICE_SERVICE_LABEL, NULL);
-        const char *sns = str_at(md, "namespace", NULL);
-        if (!owner || strcmp(owner, name) != 0 || strcmp(sns ? sns : "", ns) != 0)
+        if (!model_lb_slice_trusted(sl, ns, name))
             continue;
         json_t *ep;
         size_t i;
@@ -401,4 +734,37 @@ json_t *model_register_ops(json_t *desired, json_t *actual)
     json_decref(want);
     json_decref(m);
     return ops;
+}
+
+bool model_conflict_generation(const char *body, size_t len, uint64_t *gen)
+{
+    const char *at = body ? memmem(body, len, "already at ", 11) : NULL;
+    if (at == NULL)
+        return false;
+    /* Digits up to the end of the body, never past it: the body is raw
+     * bytes from the network, not a C string. */
+    size_t i = (size_t)(at - body) + 11, nd = 0;
+    uint64_t g = 0;
+    for (; i < len && isdigit((unsigned char)body[i]); i++, nd++) {
+        unsigned d = (unsigned)(body[i] - '0');
+        if (g > (UINT64_MAX - d) / 10)
+            return false;
+        g = g * 10 + d;
+    }
+    if (nd == 0)
+        return false;
+    *gen = g;
+    return true;
+}
+
+long model_refused_index(const char *body, size_t len)
+{
+    const char *at = body ? memmem(body, len, "services[", 9) : NULL;
+    if (at == NULL)
+        return -1;
+    size_t i = (size_t)(at - body) + 9, nd = 0;
+    long v = 0;
+    for (; i < len && isdigit((unsigned char)body[i]) && nd < 9; i++, nd++)
+        v = v * 10 + (body[i] - '0');
+    return nd > 0 && i < len && body[i] == ']' ? v : -1;
 }

@@ -5,7 +5,15 @@
  * becomes due (after the debounce window), each target remembers the version
  * it last acknowledged (done_ver) and the one in flight (cur_ver). A target
  * is behind while done_ver != ver, so a change arriving during a push is sent
- * right after it. */
+ * right after it.
+ *
+ * One entry must never block the others. model.c already leaves out what the
+ * balancer's rules refuse; should a balancer still refuse an entry (a rule the
+ * watcher cannot see, such as its own listener's address), a 400 naming
+ * services[N] puts that entry aside for that balancer and the rest is sent at
+ * once; a changed entry, or the next full resync, tries it again. In register
+ * mode a refused call does not end the round: every register and unregister
+ * is sent, and the refused ones are retried by the next resync. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -44,6 +52,8 @@ static void target_free(struct push_target *t)
 {
     xfer_cancel(t->x);
     json_decref(t->ops);
+    json_decref(t->sent);
+    json_decref(t->refused);
     free(t->url);
     free(t);
 }
@@ -86,6 +96,7 @@ void push_set_targets(struct push *p, json_t *urls)
             continue;
         struct push_target *t = xcalloc(1, sizeof(*t));
         t->url = xstrdup(s);
+        t->refused = json_object();
         size_t l = strlen(t->url);
         while (l > 0 && t->url[l - 1] == '/')
             t->url[--l] = '\0';
@@ -121,7 +132,24 @@ void push_repush(struct push *p, int64_t now_ms)
     for (size_t i = 0; i < p->n; i++) {
         p->t[i]->done_ver = 0;
         p->t[i]->retry_at = now_ms;
+        json_object_clear(p->t[i]->refused);
     }
+}
+
+/* What target <t> is to hold: the desired set less the entries it refused
+ * (unchanged since). A new reference. */
+static json_t *target_set(const struct push *p, const struct push_target *t)
+{
+    if (json_object_size(t->refused) == 0)
+        return json_incref(p->desired);
+    json_t *set = json_array(), *b;
+    size_t i;
+    json_array_foreach(p->desired, i, b) {
+        json_t *r = json_object_get(t->refused, json_string_value(json_object_get(b, "name")));
+        if (r == NULL || !json_equal(r, b))
+            json_array_append(set, b);
+    }
+    return set;
 }
 
 /* ------------------------------------------------------------------------
@@ -180,33 +208,50 @@ static void on_put_done(struct xfer *x, CURLcode rc, long status)
     char what[300];
     t->x = NULL;
     t->phase = PUSH_IDLE;
+    json_t *sent = t->sent;
+    t->sent = NULL;
     if (rc == CURLE_OK && status == 200) {
         t->ok++;
         t->done_ver = t->cur_ver;
         target_ok(t);
         log_info("balancer %s: set of %zu pushed (generation %" PRIu64 ")", t->url,
-                 json_array_size(p->desired), p->generation);
+                 json_array_size(sent), p->generation);
+        json_decref(sent);
         return;
     }
     t->failed++;
-    if (status == 409) {
-        /* Someone pushed a newer generation (a restarted watcher with a slow
-         * clock, or a second one): go past it. */
-        const char *at = memmem(buf_data(&x->body), x->body.len, "already at ", 11);
-        unsigned long long g;
-        if (at && sscanf(at + 11, "%llu", &g) == 1 && g >= p->generation) {
-            p->generation = g;
-            p->ver++;
-        }
+    uint64_t g;
+    /* Someone pushed a newer generation (a restarted watcher with a slow
+     * clock, or a second one): go past it. The body is not NUL-terminated;
+     * the parser stops at its end. */
+    if (status == 409 && model_conflict_generation(buf_data(&x->body), x->body.len, &g) &&
+        g >= p->generation) {
+        p->generation = g;
+        p->ver++;
     }
     describe(x, rc, status, what, sizeof(what));
-    target_fail(t, what);
+    long bad = status == 400 ? model_refused_index(buf_data(&x->body), x->body.len) : -1;
+    json_t *b = bad >= 0 ? json_array_get(sent, (size_t)bad) : NULL;
+    const char *name = json_string_value(json_object_get(b, "name"));
+    if (name != NULL && json_object_get(t->refused, name) == NULL) {
+        /* One entry refused: set it aside for this balancer, send the rest now. */
+        log_warn("balancer %s refused backend %s (%s): sending the set without it", t->url, name,
+                 what);
+        json_object_set(t->refused, name, b);
+        t->done_ver = 0;
+        t->retry_at = 0;
+    } else {
+        target_fail(t, what);
+    }
+    json_decref(sent);
 }
 
 static void start_put(struct push *p, struct push_target *t)
 {
+    json_decref(t->sent);
+    t->sent = target_set(p, t);
     json_t *body = json_pack("{s:I,s:O}", "generation", (json_int_t)p->generation, "services",
-                             p->desired);
+                             t->sent);
     char *s = json_dumps(body, JSON_COMPACT);
     json_decref(body);
     t->cur_ver = p->ver;
@@ -232,20 +277,42 @@ static void on_op_done(struct xfer *x, CURLcode rc, long status)
         run_ops(p, t);
         return;
     }
-    t->failed++;
     describe(x, rc, status, what, sizeof(what));
-    target_fail(t, what);
+    if (status == 0) {
+        /* No answer at all: the balancer is away, so are the other calls. */
+        t->failed++;
+        target_fail(t, what);
+        return;
+    }
+    /* The balancer refused this one call: the others (the unregisters of
+     * deleted pods above all) still go. */
+    t->call_failures++;
+    t->op_failed++;
+    log_warn("balancer %s: %s %s refused: %s", t->url, unreg ? "unregister" : "register",
+             unreg ? json_string_value(json_object_get(op, "name"))
+                   : json_string_value(json_object_get(json_object_get(op, "service"), "name")),
+             what);
+    t->op_i++;
+    run_ops(p, t);
 }
 
 static void run_ops(struct push *p, struct push_target *t)
 {
     if (t->op_i >= json_array_size(t->ops)) {
-        if (json_array_size(t->ops) > 0)
-            log_info("balancer %s: %zu register/unregister calls done", t->url,
-                     json_array_size(t->ops));
-        t->ok++;
+        size_t n = json_array_size(t->ops);
         t->done_ver = t->cur_ver;
         t->phase = PUSH_IDLE;
+        if (t->op_failed > 0) {
+            /* Not a hot loop: the next resync diffs again and retries
+             * exactly what is still missing. */
+            log_warn("balancer %s: %zu of %zu register/unregister calls refused; retrying them "
+                     "at the next resync", t->url, t->op_failed, n);
+            t->failed++;
+            return;
+        }
+        if (n > 0)
+            log_info("balancer %s: %zu register/unregister calls done", t->url, n);
+        t->ok++;
         target_ok(t);
         return;
     }
@@ -286,7 +353,10 @@ static void on_get_done(struct xfer *x, CURLcode rc, long status)
     }
     if (t->phase == PUSH_CHECK) {
         t->phase = PUSH_IDLE;
-        if (model_same_set(p->desired, actual)) {
+        json_t *want = target_set(p, t);
+        bool same = model_same_set(want, actual);
+        json_decref(want);
+        if (same) {
             t->checks_ok++;
             target_ok(t);
         } else {
@@ -300,6 +370,7 @@ static void on_get_done(struct xfer *x, CURLcode rc, long status)
     json_decref(t->ops);
     t->ops = model_register_ops(p->desired, actual);
     t->op_i = 0;
+    t->op_failed = 0;
     t->phase = PUSH_REG_OPS;
     json_decref(actual);
     run_ops(p, t);
@@ -365,6 +436,18 @@ void push_metrics(const struct push *p, struct buf *out)
                    "llamalb_watcher_pushes_total{balancer=\"%s\",result=\"failed\"} %" PRIu64 "\n",
                    p->t[i]->url, p->t[i]->failed);
     }
+    buf_append_str(out, "# HELP llamalb_watcher_admin_call_failures_total Register or "
+                        "unregister calls a balancer refused (register mode).\n"
+                        "# TYPE llamalb_watcher_admin_call_failures_total counter\n");
+    for (size_t i = 0; i < p->n; i++)
+        buf_printf(out, "llamalb_watcher_admin_call_failures_total{balancer=\"%s\"} %" PRIu64
+                        "\n", p->t[i]->url, p->t[i]->call_failures);
+    buf_append_str(out, "# HELP llamalb_watcher_refused_backends Backends a balancer refused "
+                        "that are held back from it (PUT mode).\n"
+                        "# TYPE llamalb_watcher_refused_backends gauge\n");
+    for (size_t i = 0; i < p->n; i++)
+        buf_printf(out, "llamalb_watcher_refused_backends{balancer=\"%s\"} %zu\n", p->t[i]->url,
+                   json_object_size(p->t[i]->refused));
     buf_append_str(out, "# HELP llamalb_watcher_repairs_total Resync checks that found a balancer "
                         "out of step.\n# TYPE llamalb_watcher_repairs_total counter\n");
     for (size_t i = 0; i < p->n; i++)

@@ -41,7 +41,11 @@ struct push_target {
     int64_t backoff_ms;     /* current retry delay, 0 = none */
     json_t *ops;            /* register mode: ops of the current round */
     size_t op_i;            /* next op */
+    size_t op_failed;       /* register mode: calls of this round the balancer refused */
+    json_t *sent;           /* PUT mode: the set in flight (to name a refused entry) */
+    json_t *refused;        /* PUT mode: name -> entry this balancer refused (400) */
     uint64_t ok, failed;    /* pushes (PUT or register rounds) */
+    uint64_t call_failures; /* register mode: single calls refused */
     uint64_t checks_ok, repairs; /* resync checks found equal / different */
     double last_sync;       /* unix time of the last confirmed sync, 0 = never */
 };
@@ -74,7 +78,8 @@ void push_set_desired(struct push *p, json_t *desired, int64_t now_ms);
 
 /* Schedules a GET /api/services check of every balancer (periodic resync). */
 void push_resync(struct push *p);
-/* Schedules a full push to every balancer (full reconciliation). */
+/* Schedules a full push to every balancer (full reconciliation); entries a
+ * balancer refused are tried again. */
 void push_repush(struct push *p, int64_t now_ms);
 
 /* Starts what is due. Returns the loop-clock time of the next thing to do. */

@@ -8,7 +8,8 @@ ADDED), 410 Gone both as an HTTP status and as an in-stream ERROR event,
 bearer-token and client-certificate auth (401 otherwise), plain HTTP or HTTPS.
 
 Tests drive it in-process through its methods (the control API): apply(),
-delete(), set_token(), expire(), stall(), drop(), inject(), down(), up().
+delete(), set_token(), expire(), endless(), stall(), drop(), inject(), down(),
+up().
 Run standalone (`python3 fakek8s.py [--tls DIR]`), the same methods are
 reachable as POST /_fake/METHOD with a JSON object of keyword arguments.
 
@@ -48,11 +49,12 @@ DISCOVERY = {
                                      ("clusterrolebindings", "ClusterRoleBinding", False),
                                      ("roles", "Role", True), ("rolebindings", "RoleBinding", True)],
     "node.k8s.io/v1": [("runtimeclasses", "RuntimeClass", False)],
+    "networking.k8s.io/v1": [("networkpolicies", "NetworkPolicy", True)],
 }
 
 
 SHORT = {"services": ["svc"], "serviceaccounts": ["sa"], "deployments": ["deploy"],
-         "namespaces": ["ns"]}
+         "namespaces": ["ns"], "networkpolicies": ["netpol"]}
 
 
 def _resource_list(gv):
@@ -154,6 +156,7 @@ class FakeK8s:
         self.compacted = 0      # watches and continue tokens older than this: 410
         self.gone_mode = "event"
         self.expire_next_continue = False  # the next continue token gets 410 once
+        self.endless_lists = set()  # resources whose lists never end (always a continue)
         self.tokens = {token} if token else set()
         self.bookmark_interval = bookmark_interval
         self.stalled = False
@@ -288,6 +291,15 @@ class FakeK8s:
                 for w in self.watches:
                     w.kill = "410"
             self.lock.notify_all()
+
+    def endless(self, resource, on=True):
+        """Lists of <resource> never end: every page, even past the last
+        object, carries a continue token (a broken or hostile server)."""
+        with self.lock:
+            if on:
+                self.endless_lists.add(resource)
+            else:
+                self.endless_lists.discard(resource)
 
     def stall(self, on=True):
         """Open watches (and new ones) send nothing, not even bookmarks."""
@@ -500,11 +512,13 @@ class _Handler(BaseHTTPRequestHandler):
                 start = tok["start"]
             md = {"resourceVersion": rv}
             page = items[start:]
-            if limit and len(page) > limit:
-                page = page[:limit]
+            endless = res in f.endless_lists
+            if (limit and len(page) > limit) or endless:
+                step = limit or max(len(page), 1)
+                page = page[:step]
                 md["continue"] = base64.b64encode(json.dumps(
-                    {"rv": int(rv), "start": start + limit}).encode()).decode()
-                md["remainingItemCount"] = len(items) - start - limit
+                    {"rv": int(rv), "start": start + step}).encode()).decode()
+                md["remainingItemCount"] = max(len(items) - start - step, 0)
             body = {"kind": list_kind, "apiVersion": api_version, "metadata": md,
                     "items": [{k: v for k, v in o.items() if k not in ("kind", "apiVersion")}
                               for o in page]}
@@ -685,13 +699,22 @@ def endpoint(ip, pod, ready=True, serving=None, terminating=None):
             "targetRef": {"kind": "Pod", "namespace": "default", "name": pod}}
 
 
-def endpoint_slice(svc, name, endpoints, port, ns="default", port_name=""):
-    """An EndpointSlice of Service <svc> as the controller writes it."""
-    return {"metadata": {"name": name, "namespace": ns, "generateName": svc + "-",
-                         "labels": {"kubernetes.io/service-name": svc,
-                                    "endpointslice.kubernetes.io/managed-by":
-                                        "endpointslice-controller.k8s.io"}},
-            "addressType": "IPv4", "endpoints": endpoints,
+def endpoint_slice(svc, name, endpoints, port, ns="default", port_name="",
+                   manager="endpointslice-controller.k8s.io", owner=True, address_type="IPv4"):
+    """An EndpointSlice of Service <svc> as the controller writes it (labels
+    and an ownerReference to the Service). manager=None leaves the managed-by
+    label out, owner=False the ownerReference (a hand-made slice), owner="x"
+    names another Service as the owner."""
+    labels = {"kubernetes.io/service-name": svc}
+    if manager:
+        labels["endpointslice.kubernetes.io/managed-by"] = manager
+    md = {"name": name, "namespace": ns, "generateName": svc + "-", "labels": labels}
+    if owner:
+        md["ownerReferences"] = [{"apiVersion": "v1", "kind": "Service",
+                                  "name": svc if owner is True else owner,
+                                  "uid": str(uuid.uuid5(uuid.NAMESPACE_URL, ns + "/" + svc)),
+                                  "controller": True, "blockOwnerDeletion": True}]
+    return {"metadata": md, "addressType": address_type, "endpoints": endpoints,
             "ports": [{"name": port_name, "protocol": "TCP", "port": port}]}
 
 

@@ -23,7 +23,7 @@ fk.apply("endpointslices", endpoint_slice("llama", "llama-a", [endpoint("127.0.0
 for i in range(3):
     fk.apply("services", service("extra-%d" % i, weight=1))
 b = lb("--backend-allow", "127.0.0.0/8")
-w = watcher(kc, "--lb", lb_url(b), "--page-limit", "2")
+w = watcher(kc, "--lb", lb_url(b), "--page-limit", "2", "--backend-allow", "127.0.0.0/8")
 cur, _ = wait_backends(b, lambda s: len(s) == 1)
 is_(weights(cur), {"default/llama/pod-1": 2}, "startup")
 ok(fk.count(lambda m, p, q: "continue" in q) >= 1, "the initial list was paged (limit 2)")

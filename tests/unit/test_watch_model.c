@@ -9,10 +9,16 @@
 #include "../tap.h"
 #include "util.h"
 
-static const struct model_cfg cfg_ep = {MODEL_ENDPOINTS, "llamaedge/weight", "llamaedge/models",
-                                        "llamaedge/max-inflight", "llamaedge/port"};
-static const struct model_cfg cfg_svc = {MODEL_SERVICE, "llamaedge/weight", "llamaedge/models",
-                                         "llamaedge/max-inflight", "llamaedge/port"};
+static const struct model_cfg cfg_ep = {.mode = MODEL_ENDPOINTS,
+                                        .weight_key = "llamaedge/weight",
+                                        .models_key = "llamaedge/models",
+                                        .inflight_key = "llamaedge/max-inflight",
+                                        .port_key = "llamaedge/port"};
+static const struct model_cfg cfg_svc = {.mode = MODEL_SERVICE,
+                                         .weight_key = "llamaedge/weight",
+                                         .models_key = "llamaedge/models",
+                                         .inflight_key = "llamaedge/max-inflight",
+                                         .port_key = "llamaedge/port"};
 
 static json_t *J(const char *text)
 {
@@ -289,31 +295,335 @@ static void test_register_ops(void)
     json_decref(want);
 }
 
+#define MANAGED "\"endpointslice.kubernetes.io/managed-by\":\"endpointslice-controller.k8s.io\""
+
 static void test_lb_urls(void)
 {
     json_t *slices = by_key(
         "[{\"metadata\":{\"name\":\"llamalb-1\",\"namespace\":\"default\","
-        "  \"labels\":{\"kubernetes.io/service-name\":\"llamalb\"}},\"addressType\":\"IPv4\","
+        "  \"labels\":{\"kubernetes.io/service-name\":\"llamalb\"," MANAGED "}},"
+        " \"addressType\":\"IPv4\","
         " \"endpoints\":[{\"addresses\":[\"10.42.0.5\"],\"conditions\":{\"ready\":true}},"
         "  {\"addresses\":[\"10.42.0.4\"],\"conditions\":{}},"
         "  {\"addresses\":[\"10.42.0.6\"],\"conditions\":{\"ready\":false}},"
         "  {\"addresses\":[\"10.42.0.8\"],\"conditions\":{\"ready\":false,"
         "   \"terminating\":true}}]},"
         " {\"metadata\":{\"name\":\"llamalb-2\",\"namespace\":\"default\","
-        "  \"labels\":{\"kubernetes.io/service-name\":\"llamalb\"}},\"addressType\":\"IPv6\","
+        "  \"labels\":{\"kubernetes.io/service-name\":\"llamalb\"," MANAGED "},"
+        "  \"ownerReferences\":[{\"apiVersion\":\"v1\",\"kind\":\"Service\",\"name\":\"llamalb\","
+        "   \"controller\":true,\"blockOwnerDeletion\":true}]},\"addressType\":\"IPv6\","
         " \"endpoints\":[{\"addresses\":[\"fd00::7\"],\"conditions\":{\"ready\":true}},"
         "  {\"addresses\":[\"10.42.0.5\"],\"conditions\":{\"ready\":true}}]},"
         " {\"metadata\":{\"name\":\"other\",\"namespace\":\"default\","
-        "  \"labels\":{\"kubernetes.io/service-name\":\"other\"}},"
-        " \"endpoints\":[{\"addresses\":[\"10.42.9.9\"],\"conditions\":{\"ready\":true}}]}]");
+        "  \"labels\":{\"kubernetes.io/service-name\":\"other\"," MANAGED "}},"
+        " \"endpoints\":[{\"addresses\":[\"10.42.9.9\"],\"conditions\":{\"ready\":true}}]},"
+        /* Hand-made slices carrying the balancer's service-name label: none of
+         * them may receive the admin token. */
+        " {\"metadata\":{\"name\":\"handmade\",\"namespace\":\"default\","
+        "  \"labels\":{\"kubernetes.io/service-name\":\"llamalb\"}},"
+        " \"endpoints\":[{\"addresses\":[\"10.66.0.1\"],\"conditions\":{\"ready\":true}}]},"
+        " {\"metadata\":{\"name\":\"other-manager\",\"namespace\":\"default\","
+        "  \"labels\":{\"kubernetes.io/service-name\":\"llamalb\","
+        "   \"endpointslice.kubernetes.io/managed-by\":\"evil.example.com\"}},"
+        " \"endpoints\":[{\"addresses\":[\"10.66.0.2\"],\"conditions\":{\"ready\":true}}]},"
+        " {\"metadata\":{\"name\":\"wrong-owner\",\"namespace\":\"default\","
+        "  \"labels\":{\"kubernetes.io/service-name\":\"llamalb\"," MANAGED "},"
+        "  \"ownerReferences\":[{\"apiVersion\":\"v1\",\"kind\":\"Service\",\"name\":\"tenant\","
+        "   \"controller\":true}]},"
+        " \"endpoints\":[{\"addresses\":[\"10.66.0.3\"],\"conditions\":{\"ready\":true}}]},"
+        " {\"metadata\":{\"name\":\"two-owners\",\"namespace\":\"default\","
+        "  \"labels\":{\"kubernetes.io/service-name\":\"llamalb\"," MANAGED "},"
+        "  \"ownerReferences\":[{\"kind\":\"Service\",\"name\":\"llamalb\"},"
+        "   {\"kind\":\"Deployment\",\"name\":\"x\",\"controller\":true}]},"
+        " \"endpoints\":[{\"addresses\":[\"10.66.0.4\"],\"conditions\":{\"ready\":true}}]},"
+        " {\"metadata\":{\"name\":\"llamalb-elsewhere\",\"namespace\":\"tenant\","
+        "  \"labels\":{\"kubernetes.io/service-name\":\"llamalb\"," MANAGED "}},"
+        " \"endpoints\":[{\"addresses\":[\"10.66.0.5\"],\"conditions\":{\"ready\":true}}]}]");
     json_t *urls = model_lb_urls(slices, "default", "llamalb", 8081);
     json_t *want = J("[\"http://10.42.0.4:8081\",\"http://10.42.0.5:8081\","
                      "\"http://10.42.0.6:8081\",\"http://[fd00::7]:8081\"]");
     ok(json_equal(urls, want), "lb urls: not terminating (ready or not), deduplicated, sorted, "
-                               "IPv6 bracketed");
+                               "IPv6 bracketed; hand-made, foreign-managed, foreign-owned and "
+                               "other-namespace slices left out");
+    if (!json_equal(urls, want)) {
+        char *s = json_dumps(urls, 0);
+        note("got %s", s);
+        free(s);
+    }
+    ok(!model_lb_slice_trusted(json_object_get(slices, "default/handmade"), "default", "llamalb"),
+       "no managed-by label: not trusted");
+    ok(!model_lb_slice_trusted(json_object_get(slices, "default/other-manager"), "default",
+                               "llamalb"), "another manager: not trusted");
+    ok(!model_lb_slice_trusted(json_object_get(slices, "default/wrong-owner"), "default",
+                               "llamalb"), "owned by another Service: not trusted");
+    ok(!model_lb_slice_trusted(json_object_get(slices, "default/two-owners"), "default",
+                               "llamalb"), "controlled by something else: not trusted");
+    ok(model_lb_slice_trusted(json_object_get(slices, "default/llamalb-2"), "default", "llamalb"),
+       "controller-managed and owned by the Service: trusted");
     json_decref(urls);
     json_decref(want);
     json_decref(slices);
+}
+
+static void test_addresses(void)
+{
+    static const char *const denied[] = {
+        "127.0.0.1", "127.9.9.9", "::1", "::ffff:127.0.0.1", "::ffff:7f00:1", "169.254.169.254",
+        "::ffff:169.254.169.254", "fe80::1", "febf::1", "0.0.0.0", "::", "::ffff:0.0.0.0",
+        "224.0.0.1", "239.1.2.3", "255.255.255.255", "ff02::1", "10.0.0.1 ", "1.2.3", "x",
+        "fe80::1%eth0", "",
+    };
+    static const char *const allowed[] = {"10.0.0.1", "192.168.1.1", "fd00::1", "2001:db8::1",
+                                          "::ffff:10.0.0.1", "169.253.0.1", "fec0::1"};
+    for (size_t i = 0; i < ARRAY_SIZE(denied); i++)
+        ok(model_addr_denied(&cfg_ep, denied[i]) != NULL, "address \"%s\" refused (%s)", denied[i],
+           model_addr_denied(&cfg_ep, denied[i]) ? model_addr_denied(&cfg_ep, denied[i]) : "-");
+    for (size_t i = 0; i < ARRAY_SIZE(allowed); i++)
+        ok(model_addr_denied(&cfg_ep, allowed[i]) == NULL, "address %s taken", allowed[i]);
+    ok(model_addr_denied(&cfg_ep, NULL) != NULL, "no address refused");
+
+    struct model_cidr allow[2];
+    ok(model_parse_cidr("127.0.0.0/8", &allow[0]) == 0, "cidr 127.0.0.0/8");
+    ok(model_parse_cidr("fe80::/10", &allow[1]) == 0, "cidr fe80::/10");
+    ok(model_parse_cidr("10.0.0.0/33", &allow[0]) < 0 && model_parse_cidr("/8", &allow[0]) < 0 &&
+       model_parse_cidr("x/8", &allow[0]) < 0 && model_parse_cidr("10.0.0.0/", &allow[0]) < 0,
+       "bad cidrs refused");
+    model_parse_cidr("127.0.0.0/8", &allow[0]);
+    struct model_cfg c = cfg_ep;
+    c.allow = allow;
+    c.nallow = 2;
+    ok(model_addr_denied(&c, "127.0.0.1") == NULL, "--backend-allow 127.0.0.0/8 takes 127.0.0.1");
+    ok(model_addr_denied(&c, "::ffff:127.0.0.1") == NULL, "... and ::ffff:127.0.0.1");
+    ok(model_addr_denied(&c, "febf::2") == NULL, "fe80::/10 allowed");
+    ok(model_addr_denied(&c, "::1") != NULL, "::1 still refused");
+    ok(model_addr_denied(&c, "169.254.0.1") != NULL, "169.254.0.1 still refused");
+}
+
+static void test_check_backend(void)
+{
+    static const struct {
+        const char *json, *why;
+    } t[] = {
+        {"{\"name\":\"a/b:c_d-e.f\",\"weight\":0,\"ip\":\"10.0.0.1\",\"port\":1,\"models\":[]}",
+         NULL},
+        {"{\"name\":\"\",\"weight\":1,\"ip\":\"10.0.0.1\",\"port\":1}", "name"},
+        {"{\"name\":\"a b\",\"weight\":1,\"ip\":\"10.0.0.1\",\"port\":1}", "name"},
+        {"{\"name\":\"a\\u00e9\",\"weight\":1,\"ip\":\"10.0.0.1\",\"port\":1}", "name"},
+        {"{\"weight\":1,\"ip\":\"10.0.0.1\",\"port\":1}", "name"},
+        {"{\"name\":\"a\",\"weight\":1,\"ip\":\"::ffff:127.0.0.1\",\"port\":1}", "address"},
+        {"{\"name\":\"a\",\"weight\":1,\"ip\":\"10.0.0.1\",\"port\":0}", "port"},
+        {"{\"name\":\"a\",\"weight\":1,\"ip\":\"10.0.0.1\",\"port\":65536}", "port"},
+        {"{\"name\":\"a\",\"weight\":1000001,\"ip\":\"10.0.0.1\",\"port\":1}", "weight"},
+        {"{\"name\":\"a\",\"weight\":-1,\"ip\":\"10.0.0.1\",\"port\":1}", "weight"},
+        {"{\"name\":\"a\",\"weight\":1,\"ip\":\"10.0.0.1\",\"port\":1,\"max_inflight\":1000001}",
+         "max_inflight"},
+        {"{\"name\":\"a\",\"weight\":1,\"ip\":\"10.0.0.1\",\"port\":1,\"models\":[\"\"]}", "models"},
+        {"{\"name\":\"a\",\"weight\":1,\"ip\":\"10.0.0.1\",\"port\":1,\"models\":[1]}", "models"},
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(t); i++) {
+        json_t *b = J(t[i].json);
+        const char *why = model_check_backend(&cfg_ep, b);
+        ok(t[i].why ? why && strcmp(why, t[i].why) == 0 : why == NULL, "check %s: %s", t[i].json,
+           why ? why : "ok");
+        json_decref(b);
+    }
+    /* Lengths at the edges: 253 characters pass, 254 do not; 32 models of
+     * 127 bytes pass, a 33rd or a 128-byte one do not. */
+    char name[300];
+    memset(name, 'n', sizeof(name));
+    json_t *b = J("{\"name\":\"\",\"weight\":1,\"ip\":\"10.0.0.1\",\"port\":1,\"models\":[]}");
+    json_object_set_new(b, "name", json_stringn(name, 253));
+    ok(model_check_backend(&cfg_ep, b) == NULL, "253-character name taken");
+    json_object_set_new(b, "name", json_stringn(name, 254));
+    ok(model_check_backend(&cfg_ep, b) != NULL, "254-character name refused");
+    json_object_set_new(b, "name", json_string("a"));
+    json_t *models = json_object_get(b, "models");
+    for (int i = 0; i < 32; i++)
+        json_array_append_new(models, json_stringn(name, 127));
+    ok(model_check_backend(&cfg_ep, b) == NULL, "32 models of 127 bytes taken");
+    json_array_append_new(models, json_string("m"));
+    ok(model_check_backend(&cfg_ep, b) != NULL, "33 models refused");
+    json_array_clear(models);
+    json_array_append_new(models, json_stringn(name, 128));
+    ok(model_check_backend(&cfg_ep, b) != NULL, "a 128-byte model refused");
+    json_decref(b);
+}
+
+static const char *reason(json_t *drops, const char *name)
+{
+    const char *r = json_string_value(json_object_get(json_object_get(drops, name), "reason"));
+    return r ? r : "";
+}
+
+/* One Service with good, overlong, loopback, mapped and link-local
+ * endpoints: the good ones stay, the rest is dropped with a reason. */
+static void test_drops(void)
+{
+    char pod[300], text[4096];
+    memset(pod, 'p', 250); /* a valid pod name; t1/mixed/ + it is over 253 */
+    pod[250] = '\0';
+    snprintf(text, sizeof(text),
+             "[{\"metadata\":{\"name\":\"mixed-1\",\"namespace\":\"t1\","
+             "  \"labels\":{\"kubernetes.io/service-name\":\"mixed\"}},"
+             " \"addressType\":\"IPv4\",\"ports\":[{\"port\":8080}],\"endpoints\":["
+             "  {\"addresses\":[\"10.1.0.1\"],\"targetRef\":{\"name\":\"good\"}},"
+             "  {\"addresses\":[\"10.1.0.2\"],\"targetRef\":{\"name\":\"%s\"}},"
+             "  {\"addresses\":[\"127.0.0.1\"],\"targetRef\":{\"name\":\"lo\"}},"
+             "  {\"addresses\":[\"::ffff:127.0.0.1\"],\"targetRef\":{\"name\":\"mapped\"}},"
+             "  {\"addresses\":[\"169.254.169.254\"],\"targetRef\":{\"name\":\"meta\"}},"
+             "  {\"addresses\":[\"fe80::1\"],\"targetRef\":{\"name\":\"ll6\"}},"
+             "  {\"addresses\":[\"10.1.0.3\"],\"targetRef\":{\"name\":\"bad name\"}}]},"
+             " {\"metadata\":{\"name\":\"badport\",\"namespace\":\"t1\","
+             "  \"labels\":{\"kubernetes.io/service-name\":\"other\"}},"
+             " \"addressType\":\"IPv4\",\"ports\":[{\"port\":8080}],\"endpoints\":["
+             "  {\"addresses\":[\"10.2.0.1\"],\"targetRef\":{\"name\":\"fine\"}}]}]",
+             pod);
+    json_t *svcs = by_key("[{\"metadata\":{\"name\":\"mixed\",\"namespace\":\"t1\"},"
+                          "  \"spec\":{\"ports\":[{\"port\":80}]}},"
+                          " {\"metadata\":{\"name\":\"other\",\"namespace\":\"t1\"},"
+                          "  \"spec\":{\"ports\":[{\"port\":80}]}}]");
+    json_t *slices = by_key(text), *drops = json_object(), *v;
+    struct model_state st;
+    const char *k;
+    model_state_init(&st);
+    json_object_foreach(svcs, k, v)
+        model_state_set_service(&st, k, v);
+    json_object_foreach(slices, k, v)
+        model_state_set_slice(&st, k, v);
+    json_t *set = model_state_desired(&st, &cfg_ep, NULL, drops);
+    is_int(json_array_size(set), 2, "two good backends reach the set");
+    ok(find(set, "t1/mixed/good") && find(set, "t1/other/fine"), "the good ones, of both Services");
+    is_int(json_object_size(drops), 6, "six dropped");
+    static const char *const want[][2] = {
+        {"t1/mixed/lo", "address"}, {"t1/mixed/mapped", "address"}, {"t1/mixed/meta", "address"},
+        {"t1/mixed/ll6", "address"}, {"t1/mixed/bad name", "name"},
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(want); i++)
+        ok(strcmp(reason(drops, want[i][0]), want[i][1]) == 0,
+           "%s dropped for its %s", want[i][0], want[i][1]);
+    bool long_dropped = false;
+    json_object_foreach(drops, k, v)
+        if (strlen(k) > MODEL_NAME_MAX && strcmp(reason(drops, k), "name") == 0)
+            long_dropped = true;
+    ok(long_dropped, "an overlong ns/svc/pod name is dropped for its name");
+    note("address detail: %s", json_string_value(json_object_get(
+                                   json_object_get(drops, "t1/mixed/mapped"), "detail")));
+    json_decref(set);
+
+    /* The limit: the first max_backends names stay, the rest is dropped. */
+    st.max_backends = 1;
+    set = model_state_desired(&st, &cfg_ep, NULL, drops);
+    is_int(json_array_size(set), 1, "limit: one backend kept");
+    ok(strcmp(name_at(set, 0), "t1/mixed/good") == 0, "limit keeps the first by name");
+    ok(strcmp(reason(drops, "t1/other/fine"), "limit") == 0,
+       "limit: the rest dropped as \"limit\"");
+    json_decref(set);
+    model_state_deinit(&st);
+    json_decref(svcs);
+    json_decref(slices);
+    json_decref(drops);
+}
+
+/* A change to one Service (or one of its slices) computes that Service
+ * again, not every Service. */
+static void test_incremental(void)
+{
+    json_t *svcs = by_key(svcs_text), *slices = by_key(slices_text), *v;
+    struct model_state st;
+    const char *k;
+    model_state_init(&st);
+    json_object_foreach(svcs, k, v)
+        model_state_set_service(&st, k, v);
+    json_object_foreach(slices, k, v)
+        model_state_set_slice(&st, k, v);
+    json_t *full = model_desired(&cfg_ep, svcs, slices, NULL);
+    json_t *set = model_state_desired(&st, &cfg_ep, NULL, NULL);
+    ok(json_equal(set, full), "cached state gives the same set as a full computation");
+    json_decref(set);
+    uint64_t before = st.recomputed;
+    set = model_state_desired(&st, &cfg_ep, NULL, NULL);
+    is_int((long long)(st.recomputed - before), 0, "nothing changed: nothing computed");
+    json_decref(set);
+
+    json_t *sl = json_deep_copy(json_object_get(slices, "default/high-1"));
+    json_object_set_new(json_array_get(json_object_get(sl, "endpoints"), 0), "conditions",
+                        J("{\"ready\":false}"));
+    model_state_set_slice(&st, "default/high-1", sl);
+    before = st.recomputed;
+    set = model_state_desired(&st, &cfg_ep, NULL, NULL);
+    is_int((long long)(st.recomputed - before), 1, "one slice changed: one Service computed");
+    ok(find(set, "default/llama-3-3b-high/high-pod") == NULL, "... and the change applies");
+    ok(find(set, "default/llama-3-1b-low/pod-ready") != NULL, "... the others stay (cached)");
+    json_decref(set);
+
+    /* Relabelled to another Service: both are computed again. */
+    json_object_set_new(json_object_get(json_object_get(sl, "metadata"), "labels"),
+                        "kubernetes.io/service-name", json_string("llama-3-1b-low"));
+    json_object_set_new(json_array_get(json_object_get(sl, "endpoints"), 0), "conditions",
+                        J("{\"ready\":true}"));
+    model_state_set_slice(&st, "default/high-1", sl);
+    before = st.recomputed;
+    set = model_state_desired(&st, &cfg_ep, NULL, NULL);
+    is_int((long long)(st.recomputed - before), 2, "slice moved: old and new Service computed");
+    ok(find(set, "default/llama-3-1b-low/high-pod") != NULL, "... it now belongs to the new one");
+    json_decref(set);
+    json_decref(sl);
+
+    model_state_set_service(&st, "default/llama-3-1b-low", NULL);
+    before = st.recomputed;
+    set = model_state_desired(&st, &cfg_ep, NULL, NULL);
+    is_int((long long)(st.recomputed - before), 1, "Service deleted: one computed");
+    ok(find(set, "default/llama-3-1b-low/pod-ready") == NULL, "... its backends are gone");
+    json_decref(set);
+    model_state_set_slice(&st, "default/high-1", NULL);
+    model_state_set_slice(&st, "default/llama-3-1b-low-x7k2p", NULL);
+    set = model_state_desired(&st, &cfg_ep, NULL, NULL);
+    ok(find(set, "default/llama-3-3b-high/high-pod") == NULL, "slice deleted: its backends go");
+    json_decref(set);
+    model_state_deinit(&st);
+    json_decref(full);
+    json_decref(svcs);
+    json_decref(slices);
+}
+
+/* A slice object without metadata.name (the model must not hand a NULL to
+ * %s): the warning names it by its key. */
+static void test_fqdn_without_name(void)
+{
+    json_t *svcs = by_key(svcs_text), *w = json_array();
+    json_t *slices = J("{\"default/nameless\":{\"metadata\":{\"namespace\":\"default\","
+                       "  \"labels\":{\"kubernetes.io/service-name\":\"llama-3-3b-high\"}},"
+                       " \"addressType\":\"FQDN\",\"ports\":[{\"port\":1}],"
+                       " \"endpoints\":[{\"addresses\":[\"x.example\"]}]}}");
+    json_t *set = model_desired(&cfg_ep, svcs, slices, w);
+    ok(has_warning(w, "FQDN EndpointSlice nameless skipped"), "FQDN slice without a name: "
+                                                               "named by its key");
+    ok(!has_warning(w, "(null)"), "no (null) in any warning");
+    json_decref(set);
+    json_decref(svcs);
+    json_decref(slices);
+    json_decref(w);
+}
+
+/* Balancer answers are bytes, not C strings: parsing stops at their end. */
+static void test_answers(void)
+{
+    static const char body[] = "{\"error\":{\"message\":\"stale generation 5: already at 123999";
+    uint64_t g = 0;
+    size_t cut = sizeof(body) - 1 - 3; /* the body ends at "123"; "999" is not part of it */
+    ok(model_conflict_generation(body, cut, &g) && g == 123, "409: generation read up to the "
+                                                             "body's end (%llu)",
+       (unsigned long long)g);
+    ok(model_conflict_generation(body, sizeof(body) - 1, &g) && g == 123999, "409: generation");
+    ok(!model_conflict_generation(body, cut - 3, &g), "409: no digits before the end: none");
+    ok(!model_conflict_generation("already at 99999999999999999999999", 34, &g),
+       "409: an overflowing number is refused");
+    ok(!model_conflict_generation(NULL, 0, &g), "409: no body");
+    static const char bad[] = "{\"error\":{\"message\":\"services[17]: invalid port\"}}";
+    is_int(model_refused_index(bad, sizeof(bad) - 1), 17, "400: the blamed entry's index");
+    is_int(model_refused_index(bad, 31), -1, "400: an index cut by the body's end is none");
+    is_int(model_refused_index("services[]", 10), -1, "400: no digits, no index");
+    is_int(model_refused_index("duplicate backend name", 22), -1, "400: no index");
 }
 
 static void test_key(void)
@@ -338,6 +648,12 @@ int main(void)
     test_same_set();
     test_register_ops();
     test_lb_urls();
+    test_addresses();
+    test_check_backend();
+    test_drops();
+    test_incremental();
+    test_fqdn_without_name();
+    test_answers();
     test_key();
     return done_testing();
 }
