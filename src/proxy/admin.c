@@ -67,10 +67,36 @@ static bool own_listener(const struct net_addr *a, const struct net_addr *l)
     return false;
 }
 
+/* The IPv4 address an IPv6 one stands for, if any: IPv4-mapped
+ * (::ffff:a.b.c.d), IPv4-compatible (::a.b.c.d, deprecated but still routed
+ * by some stacks) and NAT64 (64:ff9b::a.b.c.d). "::ffff:127.0.0.1" reaches
+ * 127.0.0.1 through a dual-stack socket, so it is judged as 127.0.0.1. */
+static bool embedded_v4(const struct net_addr *a, struct net_addr *v4)
+{
+    static const uint8_t nat64[12] = {0, 0x64, 0xff, 0x9b};
+    if (a->ss.ss_family != AF_INET6)
+        return false;
+    const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)&a->ss;
+    const uint8_t *b = s6->sin6_addr.s6_addr;
+    if (!IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr) && !IN6_IS_ADDR_V4COMPAT(&s6->sin6_addr) &&
+        memcmp(b, nat64, sizeof(nat64)) != 0)
+        return false;
+    memset(v4, 0, sizeof(*v4));
+    struct sockaddr_in *s4 = (struct sockaddr_in *)&v4->ss;
+    s4->sin_family = AF_INET;
+    s4->sin_port = s6->sin6_port;
+    memcpy(&s4->sin_addr, b + 12, 4);
+    v4->len = sizeof(*s4);
+    return true;
+}
+
 /* Refuses addresses that would turn the balancer into an SSRF pivot. */
 static const char *address_denied(struct conn *c, const struct net_addr *a)
 {
     const struct server *s = c->w->srv;
+    struct net_addr v4;
+    if (embedded_v4(a, &v4))
+        return address_denied(c, &v4);
     /* Before the allow list: --backend-allow 127.0.0.0/8 must not let a
      * registration point the balancer at itself (a request loop). */
     if (own_listener(a, &s->listen_addr) || own_listener(a, &s->admin_addr))
@@ -83,12 +109,17 @@ static const char *address_denied(struct conn *c, const struct net_addr *a)
         uint32_t ip = ntohl(((const struct sockaddr_in *)&a->ss)->sin_addr.s_addr);
         if ((ip >> 16) == 0xa9fe)
             return "link-local and metadata addresses are not allowed";
-        if (ip == 0 || (ip >> 28) == 0xe || ip == 0xffffffffu)
+        if ((ip >> 24) == 0 || (ip >> 28) == 0xe || ip == 0xffffffffu)
             return "unspecified, multicast and broadcast addresses are not allowed";
     } else {
+        /* fd00:ec2::254 is the instance metadata service over IPv6 (the
+         * rest of fc00::/7 is ordinary cluster address space). */
+        static const uint8_t imds6[16] = {0xfd, 0, 0x0e, 0xc2, [14] = 0x02, [15] = 0x54};
         const struct in6_addr *v6 = &((const struct sockaddr_in6 *)&a->ss)->sin6_addr;
-        if (IN6_IS_ADDR_LINKLOCAL(v6) || IN6_IS_ADDR_UNSPECIFIED(v6) || IN6_IS_ADDR_MULTICAST(v6))
-            return "link-local, unspecified and multicast addresses are not allowed";
+        if (IN6_IS_ADDR_LINKLOCAL(v6) || IN6_IS_ADDR_SITELOCAL(v6) ||
+            IN6_IS_ADDR_UNSPECIFIED(v6) || IN6_IS_ADDR_MULTICAST(v6) ||
+            memcmp(v6->s6_addr, imds6, sizeof(imds6)) == 0)
+            return "link-local, metadata, unspecified and multicast addresses are not allowed";
     }
     return NULL;
 }

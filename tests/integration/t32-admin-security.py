@@ -104,6 +104,12 @@ bad({"name": "m", "ip": "127.0.0.1", "port": 80},
 bad({"name": "m", "ip": "127.0.0.1", "port": int(p.admin.rsplit(":", 1)[1])},
     "the balancer's own listeners are not allowed", "own admin port")
 bad({"name": "m", "ip": "0.0.0.0", "port": 80}, None, "unspecified 0.0.0.0")
+# IPv6 spellings of the same places (audit: ::ffff:127.0.0.1 got through)
+for ip6, what in [("::ffff:127.0.0.1", "loopback"), ("::ffff:169.254.169.254", "link-local"),
+                  ("::127.0.0.1", "loopback"), ("64:ff9b::a9fe:a9fe", "link-local"),
+                  ("::1", "loopback"), ("fe80::1", "link-local"), ("fd00:ec2::254", "metadata"),
+                  ("fec0::1", "link-local"), ("::ffff:0.0.0.0", "unspecified")]:
+    bad({"name": "m", "ip": ip6, "port": 80}, None, "%s (%s)" % (ip6, what))
 bad({"name": "m", "ip": "file://x", "port": 80}, None, "file://x")
 bad({"name": "m", "ip": "http://169.254.169.254", "port": 80}, None, "http://169.254.169.254")
 bad({"name": "m", "ip": "10.1.2.3", "port": 0}, '"port" must be an integer from 1 to 65535', "port 0")
