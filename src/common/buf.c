@@ -47,6 +47,26 @@ void buf_cache_drain(void)
     cache_count = 0;
 }
 
+char *buf_grow_to(struct buf *b, size_t cap)
+{
+    if (b->area == NULL || b->cap < cap) {
+        if (cap <= BUF_CHUNK && b->area == NULL)
+            return buf_reserve(b, cap);
+        char *n = xmalloc(cap);
+        if (b->area != NULL) {
+            memcpy(n, b->area + b->off, b->len);
+            area_put(b->area, b->cap);
+        }
+        b->area = n;
+        b->cap = cap;
+        b->off = 0;
+    } else if (b->off > 0 && b->cap - b->off - b->len < cap - b->len) {
+        memmove(b->area, b->area + b->off, b->len);
+        b->off = 0;
+    }
+    return b->area + b->off + b->len;
+}
+
 char *buf_reserve(struct buf *b, size_t min)
 {
     if (b->area == NULL) {

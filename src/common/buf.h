@@ -32,6 +32,11 @@ static inline size_t buf_room(const struct buf *b) { return b->cap - b->off - b-
  * caller must not ask for more than it is allowed to buffer. */
 char *buf_reserve(struct buf *b, size_t min);
 
+/* Makes the area hold at least <cap> bytes of data in all, exactly <cap>
+ * when it must grow (no doubling: for buffers whose final size is known,
+ * such as a body with a Content-Length), and returns where to write. */
+char *buf_grow_to(struct buf *b, size_t cap);
+
 /* Marks <n> bytes written at the pointer buf_reserve() returned as data. */
 static inline void buf_commit(struct buf *b, size_t n) { b->len += n; }
 

@@ -345,6 +345,25 @@ static void do_metrics(struct conn *c)
                    "# TYPE llamalb_connections_total counter\nllamalb_connections_total %llu\n",
                (unsigned long long)atomic_load(&s->stats.conns_active),
                (unsigned long long)atomic_load(&s->stats.conns_accepted));
+    buf_printf(&b, "# HELP llamalb_admin_connections_active Open admin connections "
+                   "(--admin-max-conns).\n"
+                   "# TYPE llamalb_admin_connections_active gauge\n"
+                   "llamalb_admin_connections_active %llu\n"
+                   "# HELP llamalb_body_memory_bytes Memory reserved for request bodies "
+                   "(--max-body-memory).\n# TYPE llamalb_body_memory_bytes gauge\n"
+                   "llamalb_body_memory_bytes %llu\n"
+                   "# HELP llamalb_body_memory_refused_total Requests refused with 503: "
+                   "request body memory full.\n"
+                   "# TYPE llamalb_body_memory_refused_total counter\n"
+                   "llamalb_body_memory_refused_total %llu\n"
+                   "# HELP llamalb_slow_client_cuts_total Responses of capped backends cut "
+                   "because the client kept them waiting (--slow-client-budget).\n"
+                   "# TYPE llamalb_slow_client_cuts_total counter\n"
+                   "llamalb_slow_client_cuts_total %llu\n",
+               (unsigned long long)atomic_load(&s->stats.admin_conns_active),
+               (unsigned long long)atomic_load(&s->stats.body_mem),
+               (unsigned long long)atomic_load(&s->stats.body_mem_refused),
+               (unsigned long long)atomic_load(&s->stats.slow_client_cuts));
     buf_printf(&b, "# HELP llamalb_requests_total Requests whose head was accepted.\n"
                    "# TYPE llamalb_requests_total counter\nllamalb_requests_total %llu\n",
                (unsigned long long)atomic_load(&s->stats.requests));
@@ -410,80 +429,149 @@ static bool method_is(const struct conn *c, const char *m)
     return strcmp(c->x->method, m) == 0;
 }
 
+/* The admin routes: what each takes is decided here once, so the head can
+ * be judged before any body byte is read (admin_check_head). Bodies are
+ * small (64 KiB), except the watcher's full-state PUT /api/services: a
+ * cluster of thousands of endpoints is megabytes of JSON. */
+struct admin_route {
+    const char *path;
+    bool prefix;          /* path is a prefix (/api/unregister/NAME) */
+    bool auth;            /* needs the bearer token */
+    const char *methods;  /* allowed methods, space-separated */
+    const char *use;      /* the 405 message */
+    uint64_t max_body;
+};
+
+static const struct admin_route routes[] = {
+    {"/healthz", false, false, "GET HEAD", "use GET", 65536},
+    {"/readyz", false, false, "GET HEAD", "use GET", 65536},
+    {"/metrics", false, true, "GET HEAD", "use GET", 65536},
+    {"/api/register", false, true, "POST", "use POST", 65536},
+    {"/api/unregister/", true, true, "DELETE", "use DELETE", 65536},
+    {"/api/services", false, true, "GET HEAD PUT", "use GET or PUT", 16u << 20},
+    {"/api/drain", false, true, "POST", "use POST", 65536},
+};
+
+/* Copies the path of the request target (no query) into <p>. */
+static void target_path(const char *target, char *p, size_t n)
+{
+    size_t plen = strcspn(target, "?");
+    plen = MIN(plen, n - 1);
+    memcpy(p, target, plen);
+    p[plen] = '\0';
+}
+
+static const struct admin_route *find_route(const char *path)
+{
+    for (size_t i = 0; i < ARRAY_SIZE(routes); i++) {
+        const struct admin_route *r = &routes[i];
+        if (r->prefix ? strncmp(path, r->path, strlen(r->path)) == 0 : strcmp(path, r->path) == 0)
+            return r;
+    }
+    return NULL;
+}
+
+static bool route_allows(const struct admin_route *r, const char *method)
+{
+    size_t n = strlen(method);
+    for (const char *m = r->methods; *m != '\0';) {
+        size_t k = strcspn(m, " ");
+        if (k == n && strncmp(m, method, n) == 0)
+            return true;
+        m += k + (m[k] == ' ');
+    }
+    return false;
+}
+
+uint64_t admin_body_limit(const char *target, const char *method)
+{
+    char p[sizeof(((struct exchange *)0)->path)];
+    target_path(target, p, sizeof(p));
+    const struct admin_route *r = find_route(p);
+    return r != NULL && route_allows(r, method) ? r->max_body : 65536;
+}
+
+/* A refusal on the head: an announced body is never read, so the
+ * connection closes after the answer (its bytes would be taken for the
+ * next request). */
+static bool refuse(struct conn *c, const struct http1_msg *m, int status, const char *msg,
+                   const char *code)
+{
+    if (m->framing != HTTP1_BODY_NONE)
+        c->close_after = true;
+    jerr(c, status, msg, code);
+    conn_local_done(c);
+    return false;
+}
+
+bool admin_check_head(struct conn *c, const struct http1_msg *m)
+{
+    struct server *s = c->w->srv;
+    char p[sizeof(c->x->path)];
+    target_path(c->x->path, p, sizeof(p));
+
+    if (m->target.len >= sizeof(c->x->path) - 1) {
+        /* Truncated: acting on a prefix could unregister another service. */
+        return refuse(c, m, 414, "request target too long", "uri_too_long");
+    }
+    const struct admin_route *r = find_route(p);
+    if (r == NULL && strncmp(p, "/api/", 5) != 0)
+        return refuse(c, m, 404, "not found", "not_found");
+    if (r == NULL || r->auth) {
+        if (!authorized(c)) {
+            int64_t now = ev_now(c->w->loop);
+            atomic_fetch_add(&s->stats.admin_auth_failures, 1);
+            if (now - auth_window >= 1000) {
+                auth_window = now;
+                auth_fails = 0;
+            }
+            if (++auth_fails > AUTH_FAILS_PER_SEC)
+                return refuse(c, m, 429, "too many failed authentication attempts", "rate_limited");
+            char peer[NET_ADDRSTR_LEN];
+            net_addr_str(&c->peer, peer, sizeof(peer));
+            log_warn("admin %s: %s %s refused: bad or missing token", peer, c->x->method, p);
+            return refuse(c, m, 401, "missing or invalid bearer token", "unauthorized");
+        }
+    }
+    if (r == NULL)
+        return refuse(c, m, 404, "not found", "not_found");
+    if (!route_allows(r, c->x->method))
+        return refuse(c, m, 405, r->use, "method_not_allowed");
+    bool mutating = !method_is(c, "GET") && !method_is(c, "HEAD");
+    bool has_body = m->framing == HTTP1_BODY_CHUNKED ||
+                    (m->framing == HTTP1_BODY_LENGTH && m->content_length > 0);
+    if (mutating && c->x->ar->has_origin) {
+        /* Browsers send Origin on cross-site POSTs: refuse CSRF outright. */
+        return refuse(c, m, 403, "requests carrying an Origin header are refused", "forbidden");
+    }
+    if (mutating && has_body && !c->x->ar->json_ctype)
+        return refuse(c, m, 415, "Content-Type must be application/json", "unsupported_media_type");
+    if (m->framing == HTTP1_BODY_LENGTH && m->content_length > r->max_body)
+        return refuse(c, m, 413,
+                      r->max_body > 65536 ? "admin request body over 16 MiB"
+                                          : "admin request body over 64 KiB",
+                      "body_too_large");
+    return true;
+}
+
 void admin_handle(struct conn *c)
 {
     struct server *s = c->w->srv;
-    const char *path = c->x->path;
-    const char *q = strchr(path, '?');
-    size_t plen = q ? (size_t)(q - path) : strlen(path);
     char p[sizeof(c->x->path)];
-    memcpy(p, path, plen);
-    p[plen] = '\0';
+    target_path(c->x->path, p, sizeof(p));
+    int64_t now = ev_now(c->w->loop);
 
-    if (strlen(c->x->path) >= sizeof(c->x->path) - 1) {
-        /* Truncated: acting on a prefix could unregister another service. */
-        jerr(c, 414, "request target too long", "uri_too_long");
-        goto done;
-    }
+    /* admin_check_head() accepted the path, token, method and media type. */
     if (strcmp(p, "/healthz") == 0) {
         text(c, 200, "ok\n");
-        goto done;
-    }
-    if (strcmp(p, "/readyz") == 0) {
+    } else if (strcmp(p, "/readyz") == 0) {
         bool ready = !atomic_load(&s->draining) && reg_count(&s->reg) > 0;
         text(c, ready ? 200 : 503, ready ? "ready\n" : "not ready\n");
-        goto done;
-    }
-    if (strcmp(p, "/metrics") != 0 && strncmp(p, "/api/", 5) != 0) {
-        jerr(c, 404, "not found", "not_found");
-        goto done;
-    }
-    int64_t now = ev_now(c->w->loop);
-    if (!authorized(c)) {
-        atomic_fetch_add(&s->stats.admin_auth_failures, 1);
-        if (now - auth_window >= 1000) {
-            auth_window = now;
-            auth_fails = 0;
-        }
-        if (++auth_fails > AUTH_FAILS_PER_SEC) {
-            jerr(c, 429, "too many failed authentication attempts", "rate_limited");
-            goto done;
-        }
-        char peer[NET_ADDRSTR_LEN];
-        net_addr_str(&c->peer, peer, sizeof(peer));
-        log_warn("admin %s: %s %s refused: bad or missing token", peer, c->x->method, p);
-        jerr(c, 401, "missing or invalid bearer token", "unauthorized");
-        goto done;
-    }
-    if (strcmp(p, "/metrics") == 0) {
-        if (!method_is(c, "GET") && !method_is(c, "HEAD")) {
-            jerr(c, 405, "use GET", "method_not_allowed");
-            goto done;
-        }
+    } else if (strcmp(p, "/metrics") == 0) {
         do_metrics(c);
-        goto done;
-    }
-    bool mutating = !method_is(c, "GET") && !method_is(c, "HEAD");
-    if (mutating && c->x->ar != NULL && c->x->ar->has_origin) {
-        /* Browsers send Origin on cross-site POSTs: refuse CSRF outright. */
-        jerr(c, 403, "requests carrying an Origin header are refused", "forbidden");
-        goto done;
-    }
-    if (mutating && c->x->body.len > 0 && (c->x->ar == NULL || !c->x->ar->json_ctype)) {
-        jerr(c, 415, "Content-Type must be application/json", "unsupported_media_type");
-        goto done;
-    }
-    if (strcmp(p, "/api/register") == 0) {
-        if (!method_is(c, "POST")) {
-            jerr(c, 405, "use POST", "method_not_allowed");
-            goto done;
-        }
+    } else if (strcmp(p, "/api/register") == 0) {
         do_register(c);
     } else if (strncmp(p, "/api/unregister/", 16) == 0) {
-        if (!method_is(c, "DELETE")) {
-            jerr(c, 405, "use DELETE", "method_not_allowed");
-            goto done;
-        }
         const char *name = p + 16;
         if (reg_remove(&s->reg, name) == 0) {
             audit(c, "unregistered", name);
@@ -492,21 +580,15 @@ void admin_handle(struct conn *c)
             text(c, 404, "Service not found");
         }
     } else if (strcmp(p, "/api/services") == 0) {
-        if (method_is(c, "GET") || method_is(c, "HEAD")) {
+        if (method_is(c, "PUT")) {
+            do_put_services(c);
+        } else {
             struct buf b = {0};
             reg_dump_json(&s->reg, &b, now);
             conn_respond(c, 200, "application/json", buf_data(&b), b.len, NULL);
             buf_free(&b);
-        } else if (method_is(c, "PUT")) {
-            do_put_services(c);
-        } else {
-            jerr(c, 405, "use GET or PUT", "method_not_allowed");
         }
     } else if (strcmp(p, "/api/drain") == 0) {
-        if (!method_is(c, "POST")) {
-            jerr(c, 405, "use POST", "method_not_allowed");
-            goto done;
-        }
         audit(c, "started draining", "");
         c->close_after = true;
         text(c, 200, "draining\n");
@@ -514,6 +596,5 @@ void admin_handle(struct conn *c)
     } else {
         jerr(c, 404, "not found", "not_found");
     }
-done:
     conn_local_done(c);
 }

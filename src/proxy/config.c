@@ -48,6 +48,8 @@ static const struct opt opts[] = {
      "CIDR admin registrations may use despite the loopback/link-local deny list (repeatable)"},
     {"header-timeout", OPT_DURATION, F(header_timeout), 1, 3600000, "request head deadline (10s)"},
     {"body-timeout", OPT_DURATION, F(body_timeout), 1, 3600000, "idle between body reads (30s)"},
+    {"body-deadline", OPT_DURATION, F(body_deadline), 1, 86400000,
+     "whole request body, however it trickles in (120s; admin bodies: at most 10s)"},
     {"keepalive-timeout", OPT_DURATION, F(keepalive_timeout), 1, 3600000,
      "idle client keep-alive (30s)"},
     {"connect-timeout", OPT_DURATION, F(connect_timeout), 1, 600000, "upstream connect (3s)"},
@@ -56,14 +58,20 @@ static const struct opt opts[] = {
     {"stream-idle-timeout", OPT_DURATION, F(stream_idle_timeout), 1, 86400000,
      "idle between response bytes (120s)"},
     {"send-timeout", OPT_DURATION, F(send_timeout), 1, 3600000, "client not reading (60s)"},
+    {"slow-client-budget", OPT_DURATION, F(slow_client_budget), 1, 86400000,
+     "time a response from a capped backend may wait on its client, in total (30s)"},
     {"upstream-idle-timeout", OPT_DURATION, F(upstream_idle_timeout), 1, 3600000,
      "pooled upstream connection idle lifetime (20s)"},
     {"drain-timeout", OPT_DURATION, F(drain_timeout), 0, 3600000, "SIGTERM drain cap (25s)"},
     {"max-conns", OPT_UINT, F(max_conns), 0, 10000000, "client connections (default from RLIMIT_NOFILE)"},
+    {"admin-max-conns", OPT_UINT, F(admin_max_conns), 1, 100000,
+     "admin connections, counted apart from --max-conns (32)"},
     {"max-idle-per-backend", OPT_UINT, F(max_idle_per_backend), 0, 100000,
      "pooled upstream connections per worker and backend (64)"},
     {"max-body", OPT_SIZE, offsetof(struct cfg, limits.max_body), sizeof(uint64_t), 0,
-     1ULL << 40, "request body limit (32m)"},
+     1ULL << 40, "request body limit (32m; 0 = none but --max-body-memory)"},
+    {"max-body-memory", OPT_SIZE, F(max_body_memory), 1 << 20, 1ULL << 40,
+     "request bodies buffered at once, whole process (256m); past it 503"},
     {"max-header-line", OPT_SIZE, offsetof(struct cfg, limits.max_line), sizeof(size_t), 64,
      1 << 20, "request line limit (8k)"},
     {"max-header-size", OPT_SIZE, offsetof(struct cfg, limits.max_head), sizeof(size_t), 256,
@@ -106,6 +114,10 @@ void cfg_defaults(struct cfg *c)
     c->limits = http1_default_limits;
     c->header_timeout = 10000;
     c->body_timeout = 30000;
+    c->body_deadline = 120000;
+    c->admin_max_conns = 32;
+    c->max_body_memory = 256u << 20;
+    c->slow_client_budget = 30000;
     c->keepalive_timeout = 30000;
     c->connect_timeout = 3000;
     c->response_timeout = 300000;
@@ -471,6 +483,11 @@ int cfg_parse_args(struct cfg *c, int argc, char **argv, char *err, size_t errle
 int cfg_load_token(struct cfg *c, char *err, size_t errlen)
 {
     const char *env = getenv("LLAMALB_ADMIN_TOKEN");
+    /* One byte more than a token may hold, plus room for a trailing
+     * newline: a longer token is refused, never silently cut (a cut token
+     * would accept every request that starts with its first 255 bytes). */
+    char tmp[sizeof(c->admin_token) + 2];
+    size_t n = 0;
     c->admin_token[0] = '\0';
     if (c->admin_token_file[0] != '\0') {
         FILE *f = fopen(c->admin_token_file, "r");
@@ -478,17 +495,30 @@ int cfg_load_token(struct cfg *c, char *err, size_t errlen)
             snprintf(err, errlen, "admin-token-file %s: %s", c->admin_token_file, strerror(errno));
             return -1;
         }
-        size_t n = fread(c->admin_token, 1, sizeof(c->admin_token) - 1, f);
+        n = fread(tmp, 1, sizeof(tmp) - 1, f);
+        bool more = n == sizeof(tmp) - 1 && fgetc(f) != EOF;
         fclose(f);
-        c->admin_token[n] = '\0';
+        if (more)
+            n = sizeof(tmp); /* over the limit whatever the trimming below */
     } else if (env != NULL) {
-        snprintf(c->admin_token, sizeof(c->admin_token), "%s", env);
+        n = strnlen(env, sizeof(tmp));
+        memcpy(tmp, env, MIN(n, sizeof(tmp) - 1));
+    } else {
+        return 0;
     }
-    size_t n = strlen(c->admin_token);
-    while (n > 0 && (c->admin_token[n - 1] == '\n' || c->admin_token[n - 1] == '\r' ||
-                     c->admin_token[n - 1] == ' '))
-        c->admin_token[--n] = '\0';
-    if ((c->admin_token_file[0] != '\0' || env != NULL) && n < 16) {
+    while (n > 0 && n < sizeof(tmp) && (tmp[n - 1] == '\n' || tmp[n - 1] == '\r' || tmp[n - 1] == ' '))
+        n--;
+    if (n >= sizeof(c->admin_token)) {
+        snprintf(err, errlen, "admin token longer than %zu bytes", sizeof(c->admin_token) - 1);
+        return -1;
+    }
+    memcpy(c->admin_token, tmp, n);
+    c->admin_token[n] = '\0';
+    if (strlen(c->admin_token) != n) {
+        snprintf(err, errlen, "admin token holds a NUL byte");
+        return -1;
+    }
+    if (n < 16) {
         snprintf(err, errlen, "admin token too short: use at least 16 characters (32 random bytes "
                               "recommended)");
         return -1;

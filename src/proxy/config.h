@@ -36,14 +36,18 @@ struct cfg {
     struct http1_limits limits;
     int64_t header_timeout;        /* ms: whole request head (absolute) -> 408 */
     int64_t body_timeout;          /* ms: idle between body reads -> 408 */
+    int64_t body_deadline;         /* ms: whole body from the end of the head -> 408 */
     int64_t keepalive_timeout;     /* ms: idle client connection between requests */
     int64_t connect_timeout;       /* ms: upstream connect -> next backend or 504 */
     int64_t response_timeout;      /* ms: request sent to first response byte -> 504 */
     int64_t stream_idle_timeout;   /* ms: idle between response bytes -> close */
     int64_t send_timeout;          /* ms: client not reading -> close */
+    int64_t slow_client_budget;    /* ms: total wait on the client of a capped backend's response */
     int64_t upstream_idle_timeout; /* ms: pooled upstream connection lifetime when idle */
     int64_t drain_timeout;         /* ms: SIGTERM drain cap */
     unsigned max_conns;            /* client connections per process; 0 = from RLIMIT_NOFILE */
+    unsigned admin_max_conns;      /* admin connections, apart from max_conns */
+    uint64_t max_body_memory;      /* bytes of request bodies buffered by the whole process */
     unsigned max_idle_per_backend; /* pooled upstream connections per worker per backend */
     unsigned max_tries;            /* attempts per request, first included */
     bool retry_on_status;          /* retry 502/503/429 before any byte was relayed */

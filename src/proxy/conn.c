@@ -29,6 +29,10 @@ static void flush(struct conn *c);
 static void dispatch(struct conn *c);
 static void up_io_cb(struct ev_loop *loop, struct ev_io *io, unsigned events);
 static void relay(struct conn *c);
+static void body_free(struct exchange *x);
+static void arm_body_timer(struct conn *c);
+static bool stall_budget_spent(const struct conn *c);
+static void conn_abort(struct conn *c);
 
 /* Upstream failures, compared by address and mapped to statuses in one
  * place (up_failed). */
@@ -111,8 +115,17 @@ static void conn_timeout_cb(struct ev_loop *loop, struct ev_timer *t)
         conn_close(c);
         return;
     default: /* the client stopped reading our response */
-        log_debug("client %d: send timeout", c->io.fd);
         atomic_fetch_add(&srv(c)->stats.aborted_streams, 1);
+        if (stall_budget_spent(c)) {
+            log_info("backend %s: response cut: its client kept it waiting %lld ms "
+                     "(--slow-client-budget)",
+                     c->x->be ? c->x->be->spec.name : "?",
+                     (long long)(c->x->stalled_ms + now_ms(c) - c->x->stall_since));
+            atomic_fetch_add(&srv(c)->stats.slow_client_cuts, 1);
+            conn_abort(c);
+            return;
+        }
+        log_debug("client %d: send timeout", c->io.fd);
         conn_close(c);
         return;
     }
@@ -175,12 +188,22 @@ static struct exchange *exchange_new(struct conn *c)
     return x;
 }
 
+/* Frees the request body and gives its memory back to the process budget. */
+static void body_free(struct exchange *x)
+{
+    buf_free(&x->body);
+    if (x->body_charged > 0) {
+        atomic_fetch_sub(&x->c->w->srv->stats.body_mem, x->body_charged);
+        x->body_charged = 0;
+    }
+}
+
 /* Frees what an exchange owns besides itself (the caller dropped its
  * references to backends and upstream connections). */
 static void exchange_free_data(struct exchange *x)
 {
     buf_free(&x->uphead);
-    buf_free(&x->body);
+    body_free(x);
     free(x->ar);
     x->ar = NULL;
 }
@@ -204,6 +227,13 @@ static void exchange_put(struct conn *c)
 
 /* ================================================================ lifecycle */
 
+/* Admin connections are counted apart (--admin-max-conns), so that they
+ * can neither use up nor pause the public listener's --max-conns. */
+static atomic_uint_fast64_t *active_count(struct server *s, bool admin)
+{
+    return admin ? &s->stats.admin_conns_active : &s->stats.conns_active;
+}
+
 void conn_accept(struct worker *w, int fd, const struct net_addr *peer, bool admin)
 {
     struct conn *c = xcalloc(1, sizeof(*c));
@@ -214,7 +244,7 @@ void conn_accept(struct worker *w, int fd, const struct net_addr *peer, bool adm
     list_add_tail(&w->conns, &c->link);
     w->nconns++;
     atomic_fetch_add(&w->srv->stats.conns_accepted, 1);
-    atomic_fetch_add(&w->srv->stats.conns_active, 1);
+    atomic_fetch_add(active_count(w->srv, admin), 1);
     net_set_nodelay(fd);
     if (ev_io_start(w->loop, &c->io, fd, NULL, c) != 0) {
         close(fd);
@@ -222,7 +252,7 @@ void conn_accept(struct worker *w, int fd, const struct net_addr *peer, bool adm
         list_del(&c->link);
         list_add_tail(&w->graveyard_c, &c->link);
         w->nconns--;
-        atomic_fetch_sub(&w->srv->stats.conns_active, 1);
+        atomic_fetch_sub(active_count(w->srv, admin), 1);
         return;
     }
     c->io.cb = conn_io_cb;
@@ -300,8 +330,8 @@ void conn_close(struct conn *c)
     list_del(&c->link);
     list_add_tail(&c->w->graveyard_c, &c->link);
     c->w->nconns--;
-    atomic_fetch_sub(&srv(c)->stats.conns_active, 1);
-    worker_conn_closed(c->w);
+    atomic_fetch_sub(active_count(srv(c), c->admin), 1);
+    worker_conn_closed(c->w, c->admin);
 }
 
 /* Called before sleep for every conn on the graveyard. */
@@ -360,6 +390,8 @@ void conn_error(struct conn *c, int status, const char *message, const char *typ
         c->state == CS_BODY)
         c->close_after = true;
     atomic_fetch_add(&srv(c)->stats.local_errors[status], 1);
+    if (c->x != NULL)
+        body_free(c->x); /* never sent now: give its memory back before the close */
     conn_respond(c, status, "application/json", buf_data(&b), b.len,
                  status == 503 ? "Retry-After: 1\r\n" : NULL);
     buf_free(&b);
@@ -370,6 +402,37 @@ void conn_error(struct conn *c, int status, const char *message, const char *typ
         flush(c);
         return;
     }
+}
+
+/* A backend with a cap (a llama-api-server takes one request at a time) is
+ * held by its response until the client has read it: a client that takes a
+ * segment every 50 s would keep the send deadline alive forever and pin the
+ * backend's only slot. So such a response may keep waiting on its client
+ * for --slow-client-budget in total, counted only while bytes are waiting
+ * and the client takes none; then the stream is cut (conn_timeout_cb). */
+static void arm_stall_timer(struct conn *c)
+{
+    int64_t now = now_ms(c);
+    if (c->x->stall_since == 0)
+        c->x->stall_since = now;
+    int64_t left = cfg(c)->slow_client_budget - c->x->stalled_ms - (now - c->x->stall_since);
+    arm(c, MAX(0, MIN(left, cfg(c)->send_timeout)));
+}
+
+static bool stall_budget_spent(const struct conn *c)
+{
+    return c->state == CS_RELAY && c->x->capped && c->x->stall_since != 0 &&
+           c->x->stalled_ms + (now_ms(c) - c->x->stall_since) >= cfg(c)->slow_client_budget;
+}
+
+/* Ends a connection with a reset, not a FIN: a client reading a response
+ * delimited by the close must not take a cut stream for a whole one. */
+static void conn_abort(struct conn *c)
+{
+    struct linger l = {.l_onoff = 1, .l_linger = 0};
+    if (c->io.fd != -1)
+        setsockopt(c->io.fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+    conn_close(c);
 }
 
 /* Writes c->out, then the validated pass-through bytes of the upstream
@@ -393,7 +456,9 @@ static void flush(struct conn *c)
                 c->wr_ready = false;
                 /* Blocked on the client: its send deadline runs (other
                  * states keep their own deadline: queue, head, body). */
-                if (c->state == CS_RELAY || c->state == CS_CLOSING || c->state == CS_UPSTREAM)
+                if (c->state == CS_RELAY && c->x->capped)
+                    arm_stall_timer(c);
+                else if (c->state == CS_RELAY || c->state == CS_CLOSING || c->state == CS_UPSTREAM)
                     arm(c, cfg(c)->send_timeout);
                 return;
             }
@@ -401,6 +466,10 @@ static void flush(struct conn *c)
             return;
         }
         size_t done = (size_t)w, a = MIN(done, c->out.len);
+        if (c->x != NULL && c->x->stall_since != 0) { /* the client reads again */
+            c->x->stalled_ms += now_ms(c) - c->x->stall_since;
+            c->x->stall_since = 0;
+        }
         buf_consume(&c->out, a);
         done -= a;
         if (done > 0) {
@@ -592,31 +661,68 @@ static bool copy_plain(struct slice v, char *out, size_t outlen)
     return true;
 }
 
-/* What the body says about routing: the top-level "model" (one pass over
- * the bytes up to it, however large the prompt after it), a file id for
- * /v1/chunks, and the "user" field when it is the affinity key. */
-static void classify_body(struct conn *c)
+/* Decodes the JSON string value <v> (raw, inside <js>) into <out>. */
+static int decode_str(const char *js, struct slice v, char *out, size_t outlen)
+{
+    struct json_tok t = {.type = JSON_STRING, .start = (uint32_t)(v.p - js),
+                         .end = (uint32_t)(v.p - js + v.len), .escaped = true};
+    return json_str(js, &t, out, outlen);
+}
+
+/* What the body says about routing: the top-level "model", a file id for
+ * /v1/chunks, and the "user" field when it is the affinity key, found in one
+ * pass over the body (however large the prompt). Routing must read the body
+ * as the backend will, or a request could be routed (and capped, and
+ * allowed) as one model and served as another:
+ *   - a member given twice is refused: {"model":"a","model":"b"} is "a" to
+ *     a first-wins reader and "b" to Python, Go and most C++ parsers;
+ *   - escapes are decoded ("llama\u002d3" is "llama-3");
+ *   - a body that starts like a JSON object must be one: Go's decoder stops
+ *     after the first value of {"model":"a"} {"model":"b"}.
+ * Bodies that are not JSON (multipart uploads) carry no routing fields.
+ * Returns false when it answered 400. */
+static bool classify_body(struct conn *c)
 {
     const struct cfg *k = cfg(c);
-    struct slice v;
-    if (c->x->body.len == 0 || strcmp(c->x->method, "POST") != 0)
-        return;
-    const char *js = buf_data(&c->x->body);
-    if (json_top_string(js, c->x->body.len, "model", &v) == 1 &&
-        copy_plain(v, c->x->model, sizeof(c->x->model))) {
-        const char *to = cfg_alias(k, c->x->model);
-        if (to != c->x->model)
-            snprintf(c->x->model, sizeof(c->x->model), "%s", to);
+    struct exchange *x = c->x;
+    if (x->body.len == 0 || strcmp(x->method, "POST") != 0)
+        return true;
+    const char *js = buf_data(&x->body);
+    size_t i = 0;
+    while (i < x->body.len && (js[i] == ' ' || js[i] == '\t' || js[i] == '\r' || js[i] == '\n'))
+        i++;
+    if (i == x->body.len || js[i] != '{')
+        return true;
+    struct json_field f[] = {{.key = "model"}, {.key = "user"}, {.key = "id"}};
+    const char *bad = NULL;
+    if (json_top_fields(js, x->body.len, f, ARRAY_SIZE(f)) != 0)
+        bad = "the request body is not a valid JSON object";
+    else if (f[0].count > 1 || f[1].count > 1 || f[2].count > 1)
+        bad = f[0].count > 1 ? "duplicate \"model\" member in the request body"
+              : f[1].count > 1 ? "duplicate \"user\" member in the request body"
+                               : "duplicate \"id\" member in the request body";
+    else if (f[0].type == JSON_STRING && f[0].val.len > 0 &&
+             decode_str(js, f[0].val, x->model, sizeof(x->model)) <= 0)
+        bad = "\"model\" must be a string of at most 127 bytes";
+    if (bad != NULL) {
+        x->model[0] = '\0';
+        conn_error(c, 400, bad, "invalid_request_error", "invalid_request_body");
+        return false;
     }
-    if (strcmp(k->affinity, "user") == 0 && json_top_string(js, c->x->body.len, "user", &v) == 1 &&
-        v.len > 0)
-        c->x->affinity = hash_bytes(v.p, v.len);
-    if (strncmp(c->x->path, "/v1/chunks", 10) == 0 &&
-        json_top_string(js, c->x->body.len, "id", &v) == 1) {
+    if (x->model[0] != '\0') {
+        const char *to = cfg_alias(k, x->model);
+        if (to != x->model)
+            snprintf(x->model, sizeof(x->model), "%s", to);
+    }
+    if (strcmp(k->affinity, "user") == 0 && f[1].type == JSON_STRING && f[1].val.len > 0)
+        x->affinity = hash_bytes(f[1].val.p, f[1].val.len);
+    if (strncmp(x->path, "/v1/chunks", 10) == 0 && f[2].type == JSON_STRING) {
         char id[64];
-        if (copy_plain(v, id, sizeof(id)) && !reg_file_get(&srv(c)->reg, id, c->x->pin, sizeof(c->x->pin)))
-            c->x->pin[0] = '\0';
+        if (decode_str(js, f[2].val, id, sizeof(id)) <= 0 ||
+            !reg_file_get(&srv(c)->reg, id, x->pin, sizeof(x->pin)))
+            x->pin[0] = '\0';
     }
+    return true;
 }
 
 /* What the head says about routing: local /v1/models, uploads, file ids in
@@ -672,7 +778,8 @@ static void body_complete(struct conn *c)
         admin_handle(c);
         return;
     }
-    classify_body(c);
+    if (!classify_body(c))
+        return;
     if (c->x->local_models) {
         struct buf b = {0};
         c->state = CS_UPSTREAM;
@@ -683,16 +790,6 @@ static void body_complete(struct conn *c)
         return;
     }
     dispatch(c);
-}
-
-/* Admin bodies are small (64 KiB, hardening.md §6), except the watcher's
- * full-state PUT /api/services: a cluster of thousands of endpoints is
- * megabytes of JSON. */
-static uint64_t admin_body_limit(const struct conn *c)
-{
-    if (strcmp(c->x->method, "PUT") == 0 && strncmp(c->x->path, "/api/services", 13) == 0)
-        return 16u << 20;
-    return 65536;
 }
 
 static void on_head(struct conn *c, int hl)
@@ -706,8 +803,6 @@ static void on_head(struct conn *c, int hl)
     c->is_head = slice_eq_cstr(m->method, "HEAD");
     c->x->req_framing = m->framing;
     copy_for_log(c, m);
-    if (c->admin)
-        capture_admin_headers(c, m);
     bool bodied_method = slice_eq_cstr(m->method, "POST") || slice_eq_cstr(m->method, "PUT") ||
                          slice_eq_cstr(m->method, "PATCH");
     c->x->send_cl = bodied_method || m->framing != HTTP1_BODY_NONE;
@@ -733,7 +828,22 @@ static void on_head(struct conn *c, int hl)
     }
     buf_consume(&c->in, (size_t)hl);
     c->x->body_left = m->framing == HTTP1_BODY_LENGTH ? m->content_length : 0;
+    if (c->admin) {
+        /* Token, path, method, media type and length are judged on the head,
+         * before a body byte is read or 100 Continue promised: without the
+         * token, an admin connection costs its head and nothing more. */
+        capture_admin_headers(c, m);
+        c->state = CS_UPSTREAM; /* "being answered", if refused */
+        if (!admin_check_head(c, m))
+            return;
+    }
     c->state = CS_BODY;
+    if (m->framing == HTTP1_BODY_LENGTH && m->content_length > cfg(c)->max_body_memory) {
+        /* Could never be buffered, whatever else is in flight. */
+        conn_error(c, 413, "request body larger than the balancer's body memory",
+                   "invalid_request_error", "body_too_large");
+        return;
+    }
     if (m->expect_continue && m->framing != HTTP1_BODY_NONE &&
         (m->framing == HTTP1_BODY_CHUNKED || c->in.len < c->x->body_left))
         buf_append_str(&c->out, "HTTP/1.1 100 Continue\r\n\r\n");
@@ -741,25 +851,82 @@ static void on_head(struct conn *c, int hl)
         body_complete(c);
         return;
     }
-    if (c->admin && m->content_length > admin_body_limit(c)) {
-        conn_error(c, 413, "admin request body over 64 KiB", "invalid_request_error",
-                   "body_too_large");
-        return;
+    /* Admin bodies come from the watcher or an operator over a short path:
+     * a short total deadline bounds what a slow sender can hold. */
+    c->x->body_deadline = now_ms(c) + (c->admin ? MIN(cfg(c)->body_deadline, ADMIN_BODY_DEADLINE)
+                                                : cfg(c)->body_deadline);
+    arm_body_timer(c);
+}
+
+/* The first allocation of a body buffer; it then doubles as bytes arrive. */
+#define BODY_FIRST (64 * 1024)
+
+/* Makes room for <n> more body bytes and returns where to write them, or
+ * NULL when the process-wide budget (--max-body-memory) cannot cover it.
+ * The buffer grows with what arrives, at least doubling (a large body costs
+ * a few copies, not one per read), and never past what Content-Length says
+ * is left: what the head declares is never reserved ahead of the bytes, so
+ * "Content-Length: 999999999999" and one byte cost 64 KiB, not a failed
+ * allocation. Every byte reserved is counted in server_stats.body_mem until
+ * body_free(), so queued requests holding their bodies stay in the budget. */
+static char *body_reserve(struct conn *c, size_t n)
+{
+    struct exchange *x = c->x;
+    struct buf *b = &x->body;
+    if (b->area != NULL && buf_room(b) >= n)
+        return buf_data(b) + b->len;
+    size_t want = b->len + n;
+    size_t cap = MAX(want, MAX(b->cap * 2, (size_t)BODY_FIRST));
+    if (x->req_framing == HTTP1_BODY_LENGTH && cap > b->len + x->body_left)
+        cap = (size_t)MAX((uint64_t)want, b->len + x->body_left);
+    atomic_uint_fast64_t *mem = &srv(c)->stats.body_mem;
+    uint64_t more = cap > x->body_charged ? cap - x->body_charged : 0;
+    if (atomic_fetch_add(mem, more) + more > cfg(c)->max_body_memory) {
+        atomic_fetch_sub(mem, more);
+        return NULL;
     }
-    arm(c, cfg(c)->body_timeout);
+    char *p = buf_grow_to(b, cap);
+    /* A small first body takes a standard block: count what it took. */
+    if (b->cap > x->body_charged + more)
+        atomic_fetch_add(mem, b->cap - x->body_charged - more);
+    else if (b->cap < x->body_charged + more)
+        atomic_fetch_sub(mem, x->body_charged + more - b->cap);
+    x->body_charged = b->cap;
+    return p;
+}
+
+/* The process has no memory left for this body now: 503, try again soon. */
+static void body_over_budget(struct conn *c)
+{
+    atomic_fetch_add(&srv(c)->stats.body_mem_refused, 1);
+    conn_error(c, 503, "the balancer is buffering too many request bodies; retry shortly",
+               "server_error", "overloaded");
+}
+
+/* Arms the body deadline: idle (--body-timeout) but never past the whole
+ * body's deadline (--body-deadline), so a byte every few seconds cannot hold
+ * a connection and its buffer forever. */
+static void arm_body_timer(struct conn *c)
+{
+    int64_t at = MIN(now_ms(c) + cfg(c)->body_timeout, c->x->body_deadline);
+    ev_timer_at(c->w->loop, &c->timer, at, conn_timeout_cb, c);
 }
 
 /* Moves body bytes from c->in into c->x->body. Returns false if the
  * connection was answered with an error. */
 static bool take_body(struct conn *c)
 {
-    uint64_t max = c->admin ? admin_body_limit(c) : cfg(c)->limits.max_body;
+    uint64_t max = c->admin ? admin_body_limit(c->x->path, c->x->method) : cfg(c)->limits.max_body;
     if (c->x->req_framing == HTTP1_BODY_LENGTH) {
         size_t n = (size_t)MIN((uint64_t)c->in.len, c->x->body_left);
         if (n > 0) {
-            if (c->x->body.area == NULL && c->x->body_left > BUF_CHUNK)
-                buf_reserve(&c->x->body, (size_t)c->x->body_left);
-            buf_append(&c->x->body, buf_data(&c->in), n);
+            char *p = body_reserve(c, n);
+            if (p == NULL) {
+                body_over_budget(c);
+                return false;
+            }
+            memcpy(p, buf_data(&c->in), n);
+            buf_commit(&c->x->body, n);
             buf_consume(&c->in, n);
             c->x->body_left -= n;
         }
@@ -778,12 +945,18 @@ static bool take_body(struct conn *c)
             return false;
         }
         if (rc == HTTP1_CHUNK_DATA) {
-            if (c->x->body.len + d.len > max) {
+            if (max != 0 && c->x->body.len + d.len > max) { /* 0: no per-request limit */
                 conn_error(c, 413, "request body too large", "invalid_request_error",
                            "body_too_large");
                 return false;
             }
-            buf_append(&c->x->body, d.p, d.len);
+            char *p = body_reserve(c, d.len);
+            if (p == NULL) {
+                body_over_budget(c);
+                return false;
+            }
+            memcpy(p, d.p, d.len);
+            buf_commit(&c->x->body, d.len);
         }
         buf_consume(&c->in, used);
         if (rc == HTTP1_CHUNK_DONE) {
@@ -820,12 +993,16 @@ static bool read_client(struct conn *c)
         if (c->state == CS_BODY && c->x->req_framing == HTTP1_BODY_LENGTH && c->in.len == 0 &&
             c->x->body_left > 0) {
             /* The rest of a Content-Length body goes straight into the body
-             * buffer (sized for it by take_body or here; the parser capped
-             * the length): no copy out of c->in, and one read per socket
-             * buffer instead of one per 16 KiB block. Never past the body:
-             * a pipelined request stays in the socket for c->in. */
+             * buffer (grown by body_reserve as bytes come, within the
+             * process budget): no copy out of c->in, and one read per
+             * socket buffer instead of one per 16 KiB block. Never past the
+             * body: a pipelined request stays in the socket for c->in. */
             dst = &c->x->body;
-            p = buf_reserve(dst, (size_t)c->x->body_left);
+            p = body_reserve(c, (size_t)MIN(c->x->body_left, (uint64_t)BUF_CHUNK));
+            if (p == NULL) {
+                body_over_budget(c);
+                return true; /* answered: the state machine moved on */
+            }
             room = (size_t)MIN((uint64_t)buf_room(dst), c->x->body_left);
         } else {
             if (c->state == CS_HEAD)
@@ -844,8 +1021,8 @@ static bool read_client(struct conn *c)
             buf_commit(dst, (size_t)r);
             if (dst != &c->in)
                 c->x->body_left -= (uint64_t)r;
-            if (c->state == CS_BODY) /* idle between body reads, not absolute */
-                arm(c, cfg(c)->body_timeout);
+            if (c->state == CS_BODY)
+                arm_body_timer(c);
             /* A short read drained the socket: skip the read that would only
              * say EAGAIN (new data raises a new edge). Unless the peer closed:
              * then read on to the EOF, for which no edge will come. */
@@ -1036,6 +1213,7 @@ static void start_upstream(struct conn *c)
         return;
     }
     c->x->up = u;
+    c->x->capped = b->cap != 0;
     u->c = c;
     u->sent = 0;
     u->got_bytes = false;
@@ -1594,7 +1772,7 @@ static void on_response_head(struct conn *c, int hl)
     c->state = CS_RELAY;
     if (u->sent == c->x->uphead.len + c->x->clhdr_len + c->x->body.len) {
         buf_free(&c->x->uphead);
-        buf_free(&c->x->body);
+        body_free(c->x);
         c->x->clhdr_len = 0;
         u->sent = 0;
     }

@@ -53,6 +53,10 @@ struct server_stats {
     atomic_uint_fast64_t up_reuses;         /* requests sent on a pooled connection */
     atomic_uint_fast64_t admin_changes;
     atomic_uint_fast64_t admin_auth_failures;
+    atomic_uint_fast64_t admin_conns_active; /* apart from conns_active (--admin-max-conns) */
+    atomic_uint_fast64_t body_mem;          /* bytes reserved for request bodies, all workers */
+    atomic_uint_fast64_t body_mem_refused;  /* 503: --max-body-memory reached */
+    atomic_uint_fast64_t slow_client_cuts;  /* responses cut: --slow-client-budget spent */
 };
 
 struct server {
@@ -82,6 +86,8 @@ struct worker {
     struct ev_io aio;
     struct ev_timer accept_timer; /* resumes accepting after EMFILE or at max_conns */
     bool accept_paused;
+    struct ev_timer admin_accept_timer; /* the same for the admin listener */
+    bool admin_accept_paused;
     struct list conns;          /* live client connections */
     struct list graveyard_c;    /* closed conns, freed before sleep */
     struct list graveyard_u;    /* closed upconns, freed before sleep */
@@ -122,7 +128,9 @@ struct exchange {
     struct conn *c;             /* owner (the gateway queue finds it from the waiter) */
     struct http1_msg req;       /* head parse state; header slices valid only during parse */
     struct buf uphead;          /* rewritten head for the upstream, without framing */
-    struct buf body;            /* request body, de-chunked */
+    struct buf body;            /* request body, de-chunked; grown as bytes arrive */
+    size_t body_charged;        /* bytes of body.cap counted in server_stats.body_mem */
+    int64_t body_deadline;      /* ms: the whole body must have arrived by then */
     char clhdr[40];             /* "Content-Length: N\r\n\r\n" or "\r\n" */
     unsigned clhdr_len;
     bool send_cl;               /* method or body calls for an explicit Content-Length */
@@ -165,6 +173,9 @@ struct exchange {
     int64_t t_first_us;         /* first response body bytes (first token) */
     int64_t t_last_us;          /* latest response body bytes */
     unsigned events;            /* reads that brought body bytes (one per token when streaming) */
+    bool capped;                /* the backend takes a limited number of requests at once */
+    int64_t stall_since;        /* ms: the client stopped taking bytes (0 = it takes them) */
+    int64_t stalled_ms;         /* total time the client kept this response waiting */
     bool sse;                   /* the response is text/event-stream */
     bool sse_nl;                /* the last payload byte seen was a newline */
     unsigned sse_events;        /* SSE events seen (blank-line terminated) */
@@ -248,6 +259,16 @@ void up_free(struct upconn *u);
 extern ev_io_cb *const conn_up_io_cb;
 
 /* admin.c */
+/* The total deadline of an admin request body (ms), under --body-deadline. */
+#define ADMIN_BODY_DEADLINE 10000
+/* Judges an admin request on its head alone: path, token, method, Origin,
+ * media type and declared length. Returns true to read the body and go on
+ * to admin_handle(); false when it answered (the connection closes after if
+ * a body was announced). */
+bool admin_check_head(struct conn *c, const struct http1_msg *m);
+/* The largest body the admin route of <path> and <method> takes. */
+uint64_t admin_body_limit(const char *path, const char *method);
+/* Answers an admin request whose head admin_check_head() accepted. */
 void admin_handle(struct conn *c);
 
 /* worker.c */
@@ -255,7 +276,7 @@ int worker_init(struct worker *w, struct server *s, unsigned id, int lfd, int af
 void *worker_main(void *arg);
 void worker_free(struct worker *w);
 void worker_log_access(struct conn *c, const char *backend);
-void worker_conn_closed(struct worker *w);
+void worker_conn_closed(struct worker *w, bool admin);
 
 /* main.c: starts draining every worker (SIGTERM, POST /api/drain). */
 void server_start_drain(struct server *s);

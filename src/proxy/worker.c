@@ -19,6 +19,10 @@
 
 /* ================================================================ accept */
 
+/* Each listener pauses on its own: the public one at --max-conns, the admin
+ * one at --admin-max-conns, either when out of descriptors (a listener that
+ * stays readable would spin the worker). Admin connections never count
+ * against the public limit, so they cannot pause the public listener. */
 static void resume_accept_cb(struct ev_loop *loop, struct ev_timer *t)
 {
     struct worker *w = t->data;
@@ -28,8 +32,25 @@ static void resume_accept_cb(struct ev_loop *loop, struct ev_timer *t)
     }
 }
 
-static void pause_accept(struct worker *w, int64_t ms)
+static void resume_admin_accept_cb(struct ev_loop *loop, struct ev_timer *t)
 {
+    struct worker *w = t->data;
+    if (w->afd != -1 && w->admin_accept_paused) {
+        w->admin_accept_paused = false;
+        ev_io_set_mask(loop, &w->aio, EV_READ);
+    }
+}
+
+static void pause_accept(struct worker *w, bool admin, int64_t ms)
+{
+    if (admin) {
+        if (w->afd == -1 || w->admin_accept_paused)
+            return;
+        w->admin_accept_paused = true;
+        ev_io_set_mask(w->loop, &w->aio, 0);
+        ev_timer_start(w->loop, &w->admin_accept_timer, ms, resume_admin_accept_cb, w);
+        return;
+    }
     if (w->lfd == -1 || w->accept_paused)
         return;
     w->accept_paused = true;
@@ -37,9 +58,11 @@ static void pause_accept(struct worker *w, int64_t ms)
     ev_timer_start(w->loop, &w->accept_timer, ms, resume_accept_cb, w);
 }
 
-void worker_conn_closed(struct worker *w)
+void worker_conn_closed(struct worker *w, bool admin)
 {
-    if (w->accept_paused && !w->draining)
+    if (admin && w->admin_accept_paused)
+        resume_admin_accept_cb(w->loop, &w->admin_accept_timer);
+    else if (!admin && w->accept_paused && !w->draining)
         resume_accept_cb(w->loop, &w->accept_timer);
 }
 
@@ -53,8 +76,9 @@ static void accept_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
     /* A bounded batch per wake-up keeps one busy listener from starving
      * the connections already accepted. */
     for (int i = 0; i < 64; i++) {
-        if (!admin && atomic_load(&s->stats.conns_active) >= s->max_conns) {
-            pause_accept(w, 100);
+        if (admin ? atomic_load(&s->stats.admin_conns_active) >= s->cfg.admin_max_conns
+                  : atomic_load(&s->stats.conns_active) >= s->max_conns) {
+            pause_accept(w, admin, 100);
             return;
         }
         struct net_addr peer;
@@ -65,9 +89,9 @@ static void accept_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
             if (fd == -EMFILE || fd == -ENFILE || fd == -ENOBUFS || fd == -ENOMEM) {
                 /* Out of descriptors: stop accepting for a while instead of
                  * spinning on a listener that stays readable. */
-                log_warn("accept: %s; pausing accepts for 100 ms", strerror(-fd));
-                if (!admin)
-                    pause_accept(w, 100);
+                log_warn("accept%s: %s; pausing accepts for 100 ms", admin ? " (admin)" : "",
+                         strerror(-fd));
+                pause_accept(w, admin, 100);
                 return;
             }
             continue;
@@ -148,7 +172,7 @@ static void close_listeners(struct worker *w)
         close(w->afd);
         w->afd = -1;
     }
-    ev_timer_stop(w->loop, &w->accept_timer);
+    ev_timer_stop(w->loop, &w->admin_accept_timer);
 }
 
 static void start_drain(struct worker *w)

@@ -121,7 +121,17 @@ tok = path("token")
 TOKEN = "8f3a" * 16  # llamalb wants at least 16 characters
 with open(tok, "w") as fh:
     fh.write(TOKEN + "\n")
-largs = [a.replace("/etc/llamalb/admin/token", tok) for a in c["args"]]
+largs = [a.replace("/etc/llamalb/admin/token", tok).replace("$(POD_IP)", "127.0.0.1")
+         for a in c["args"]]
+ok("--admin-listen=$(POD_IP):8081" in c["args"] and
+   any(e["name"] == "POD_IP" and e["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
+       for e in c["env"]), "llamalb: the admin API listens on the pod IP only")
+np = find("llamalb.yaml", "NetworkPolicy", "llamalb-admin")
+admin_rules = [r for r in np["spec"]["ingress"] if any(p["port"] == 8081 for p in r["ports"])]
+ok(len(admin_rules) == 1 and admin_rules[0]["from"] ==
+   [{"podSelector": {"matchLabels": {"app": "llamalb-watcher"}}}] and
+   wd["spec"]["template"]["metadata"]["labels"]["app"] == "llamalb-watcher",
+   "NetworkPolicy: only the watcher's pods reach the admin port")
 r = subprocess.run([LB, "-t"] + largs, capture_output=True, text=True, timeout=10)
 is_(r.returncode, 0, "llamalb -t accepts the manifest's arguments")
 
@@ -154,7 +164,8 @@ fk.apply("endpointslices", endpoint_slice("llamalb", "llamalb-abc", [
     endpoint("127.0.0.2", "llamalb-0", ready=False)], 8080, port_name="http"))
 wargs = [a.replace("/etc/llamalb/admin/token", tok) for a in wargs
          if not a.startswith(("--listen", "--lb-service"))]
-w = watcher(kc, *(wargs + ["--lb-service", "default/llamalb:%d" % aport]))
+w = watcher(kc, *(wargs + ["--lb-service", "default/llamalb:%d" % aport,
+                          "--backend-allow", "127.0.0.0/8"]))
 cur, dt = wait_backends(b, lambda s: len(s) == 3, token=TOKEN, timeout=5)
 is_(weights(cur), {"default/llama-3-1b-low/llama-3-1b-low-0": 3,
                    "default/llama-3-1b-low/llama-3-1b-low-1": 3,
