@@ -1,8 +1,11 @@
 /* SPDX-License-Identifier: MIT
  * The simulator's API surface: reading the request fields llama-api-server
  * looks at, and writing its JSON bodies byte for byte in its field order
- * (serde serializes struct fields in declaration order; protocols.md §1.5-1.8).
- * Everything appends to a struct buf; nothing here allocates on its own
+ * (serde serializes struct fields in declaration order, so the order of the
+ * fields in LlamaEdge's `endpoints` structs is the order on the wire; see
+ * docs/sim.md, "What the simulator relies on"). A body marked [copied] is the
+ * shape a running 0.28.1 server sent; [reconstructed] ones are rebuilt from
+ * the struct definitions. Everything appends to a struct buf; nothing here allocates on its own
  * except when a request body has more JSON tokens than the static array. */
 
 #include <errno.h>
@@ -108,7 +111,7 @@ static void put_text(struct buf *out, unsigned n)
 }
 
 /* ChatCompletionObject: id, object, created, model, choices, usage
- * (crates/endpoints/src/chat.rs; example in protocols.md §1.5). */
+ * (LlamaEdge's endpoints crate, chat module; docs/sim.md opens with one). */
 void sim_body_chat(struct buf *out, const struct sim_gen_info *g)
 {
     PUT_LIT(out, "{\"id\":");
@@ -125,7 +128,7 @@ void sim_body_chat(struct buf *out, const struct sim_gen_info *g)
 }
 
 /* CompletionObject: id, choices, created, model, object, usage
- * (crates/endpoints/src/completions.rs) [reconstructed]. */
+ * (LlamaEdge's endpoints crate, completions module) [reconstructed]. */
 void sim_body_completion(struct buf *out, const struct sim_gen_info *g)
 {
     PUT_LIT(out, "{\"id\":");
@@ -142,7 +145,7 @@ void sim_body_completion(struct buf *out, const struct sim_gen_info *g)
 }
 
 /* EmbeddingsResponse: object, data[{index, object, embedding}], model, usage
- * (crates/endpoints/src/embeddings.rs) [reconstructed]. The vectors are
+ * (LlamaEdge's endpoints crate, embeddings module) [reconstructed]. The vectors are
  * deterministic: a function of input index and dimension only. */
 void sim_body_embeddings(struct buf *out, const struct sim_gen_info *g, unsigned n_inputs,
                          unsigned dim)
@@ -197,7 +200,7 @@ void sim_body_response(struct buf *out, const struct sim_gen_info *g)
     PUT_LIT(out, "}}");
 }
 
-/* ListModelsResponse (protocols.md §1.7). */
+/* ListModelsResponse: the one model, owned_by "Not specified". */
 void sim_body_models(struct buf *out, const char *model, int64_t created)
 {
     PUT_LIT(out, "{\"object\":\"list\",\"data\":[{\"id\":");
@@ -207,7 +210,7 @@ void sim_body_models(struct buf *out, const char *model, int64_t created)
     PUT_LIT(out, ",\"object\":\"model\",\"owned_by\":\"Not specified\"}]}");
 }
 
-/* ApiServer, flat since 0.17 (protocols.md §1.8), for a chat model started
+/* ApiServer (a flat object since 0.17), for a chat model started
  * with the defaults and --prompt-template llama-3-chat. */
 void sim_body_info(struct buf *out, const char *model, int port)
 {
@@ -224,7 +227,7 @@ void sim_body_info(struct buf *out, const char *model, int port)
 }
 
 /* ChatCompletionChunk: id, choices, created, model, system_fingerprint,
- * object; usage only on the last chunk (protocols.md §1.6, [copied]). */
+ * object; usage only on the last chunk [copied]. */
 static void sse_chunk_head(struct buf *out, const struct sim_gen_info *g)
 {
     PUT_LIT(out, "data: {\"id\":");

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT
  * /v1/files and /v1/chunks, kept in memory per instance. The real server
  * stores uploads under archives/ on its own disk, so a file id exists only on
- * the replica that received it (protocols.md §1.2); the simulator keeps that
+ * the replica that received it; the simulator keeps that
  * property, which is what balancer tests of sticky routing need. */
 
 #include <errno.h>

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT
- * llamalb-sim's entry point: the command line (design.md §7, docs/sim.md). */
+ * llamalb-sim's entry point: the command line (docs/sim.md lists every flag). */
 
 #include <errno.h>
 #include <stdarg.h>

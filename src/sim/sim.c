@@ -4,8 +4,8 @@
  * what a client of llama-api-server 0.28.1 sees on the wire (hyper 0.14's
  * framing: lowercase header names in handler order, then content-length or
  * transfer-encoding, then date) and its one-at-a-time behaviour
- * (protocols.md §1.10): while a non-streaming generation runs, the whole
- * process answers nothing else, unless that is turned off. */
+ * (docs/sim.md, Scheduling): while a non-streaming generation runs, the
+ * whole process answers nothing else, unless that is turned off. */
 
 #include <errno.h>
 #include <math.h>
@@ -461,7 +461,7 @@ static void send_fixed(struct conn *c, int status, unsigned flags, const char *c
         buf_append(&c->out, body, len);
 }
 
-/* The real server's plain-text errors (src/error.rs): CORS headers only. */
+/* The real server's plain-text errors: CORS headers only, no content-type. */
 static void send_text_error(struct conn *c, int status, const char *text, size_t len)
 {
     send_fixed(c, status, H_CORS, NULL, text, len);
@@ -812,7 +812,7 @@ static void handle_gen(struct conn *c, enum sim_api api)
     c->st = ST_BUSY;
     if (g->stream) {
         /* The real server answers 200 and the SSE head at once; the body
-         * waits for the slot (protocols.md §1.10). */
+         * waits for the slot (docs/sim.md, Scheduling). */
         c->streaming = true;
         c->chunked_out = c->minor == 1;
         if (!c->chunked_out)
@@ -1024,7 +1024,8 @@ static void take_headers(struct conn *c)
         c->ctype[n] = '\0';
     }
     if (srv.cfg->api_key != NULL) {
-        /* Checked only when the header is present and non-empty (§1.3). */
+        /* Checked only when the header is present and non-empty, like
+         * the real server (docs/sim.md, --api-key). */
         h = http1_find(&c->msg, "authorization");
         if (h != NULL && h->value.len > 0) {
             struct slice v = h->value, tok = {0};

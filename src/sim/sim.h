@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT
  * llamalb-sim: a llama-api-server 0.28.1 simulator. Same routes, JSON field
- * order, SSE framing and error texts as the real server (protocols.md §1),
+ * order, SSE framing and error texts as the real server (docs/sim.md),
  * the same one-generation-at-a-time behaviour, plus knobs for latency, token
  * rate, slots and injected faults. Used by tests, benchmarks and the demo.
  *
