@@ -51,13 +51,12 @@ enum conn_state { ST_READ_HEAD = 0, ST_READ_BODY, ST_BUSY };
 #define IN_LIMIT (64 * 1024) /* bytes of pipelined input buffered while busy */
 
 /* One generation (chat, completions, embeddings, responses), embedded in its
- * connection. It holds a slot from start_gen() to release_slot(). */
+ * connection. It holds a slot from start_gen() to sim_slot_release(). */
 struct gen {
     enum sim_api api;
     bool stream;         /* SSE answer (chat only) */
     bool usage;          /* stream ends with a usage chunk */
-    bool active;         /* holds a slot */
-    bool queued;         /* waits in srv.waitq */
+    struct sim_slot slot; /* queued for or holding a slot in srv.sched */
     bool stalled;        /* stall fault hit: nothing more will be sent */
     unsigned n;          /* completion tokens to produce */
     unsigned sent;       /* tokens already sent (streams) */
@@ -112,7 +111,6 @@ struct conn {
     bool pending_tick;          /* a generation tick deferred while frozen */
     bool in_deferred;
     struct conn *dnext;         /* srv.deferred */
-    struct conn *qprev, *qnext; /* srv.waitq */
     struct conn *aprev, *anext; /* srv.all */
     struct conn *fnext;         /* srv.to_free */
 };
@@ -123,12 +121,7 @@ static struct server {
     int lfd;
     struct ev_io lio;
     int port;
-    bool block;                 /* non-streaming generations freeze the server */
-    bool frozen;
-    struct conn *frozen_by;
-    unsigned active;            /* slots in use */
-    struct conn *qhead, *qtail; /* FIFO of generations waiting for a slot */
-    unsigned queued;
+    struct sim_slots sched;     /* slots, their FIFO, the frozen state */
     struct conn *dhead, *dtail; /* connections with deferred work */
     struct conn *all;
     struct conn *to_free;
@@ -150,13 +143,6 @@ static void start_gen(struct conn *c);
 
 /* ---------------------------------------------------------------- config */
 
-void sim_fault_init(struct sim_fault *f)
-{
-    memset(f, 0, sizeof(*f));
-    f->close_after = -1;
-    f->stall_after = -1;
-}
-
 void sim_config_init(struct sim_config *c)
 {
     memset(c, 0, sizeof(*c));
@@ -171,124 +157,7 @@ void sim_config_init(struct sim_config *c)
     sim_fault_init(&c->fault);
 }
 
-static bool item_is(struct slice it, const char *name, struct slice *val)
-{
-    size_t n = strlen(name);
-    if (it.len < n || memcmp(it.p, name, n) != 0)
-        return false;
-    if (it.len == n) {
-        *val = slice_make(NULL, 0);
-        return true;
-    }
-    if (it.p[n] != '=')
-        return false;
-    *val = slice_make(it.p + n + 1, it.len - n - 1);
-    return true;
-}
-
-int sim_fault_parse(struct sim_fault *f, struct slice spec, bool instance, char *err,
-                    size_t errlen)
-{
-    size_t i = 0;
-    while (i <= spec.len) {
-        size_t j = i;
-        while (j < spec.len && spec.p[j] != ',')
-            j++;
-        struct slice it = slice_trim(slice_make(spec.p + i, j - i)), v;
-        uint64_t u;
-        char tmp[32];
-        i = j + 1;
-        if (it.len == 0)
-            continue;
-        bool num = false, dur = false;
-        int *dst = NULL;
-        if (item_is(it, "status", &v)) {
-            num = true;
-            dst = &f->status;
-        } else if (item_is(it, "close-after", &v)) {
-            num = true;
-            dst = &f->close_after;
-        } else if (item_is(it, "stall-after", &v)) {
-            num = true;
-            dst = &f->stall_after;
-        } else if (item_is(it, "slow-headers", &v)) {
-            dur = true;
-        } else if (item_is(it, "unhealthy-for", &v) && instance) {
-            dur = true;
-        } else if (item_is(it, "hang", &v) && v.p == NULL) {
-            f->hang = true;
-            continue;
-        } else if (item_is(it, "garbage", &v) && v.p == NULL) {
-            f->garbage = true;
-            continue;
-        } else if (item_is(it, "reset", &v) && v.p == NULL) {
-            f->reset = true;
-            continue;
-        } else if (item_is(it, "refuse", &v) && v.p == NULL && instance) {
-            f->refuse = true;
-            continue;
-        } else {
-            snprintf(err, errlen, "unknown fault '%.*s'", (int)MIN(it.len, 40), it.p);
-            return -EINVAL;
-        }
-        if (v.p == NULL || v.len == 0 || v.len >= sizeof(tmp)) {
-            snprintf(err, errlen, "fault '%.*s' needs a value", (int)MIN(it.len, 40), it.p);
-            return -EINVAL;
-        }
-        if (num) {
-            if (util_parse_u64(v.p, v.len, 0, dst == &f->status ? 599 : 1000000, &u) != 0 ||
-                (dst == &f->status && u < 100)) {
-                snprintf(err, errlen, "bad value in fault '%.*s'", (int)MIN(it.len, 40), it.p);
-                return -EINVAL;
-            }
-            *dst = (int)u;
-        } else if (dur) {
-            int64_t ms;
-            memcpy(tmp, v.p, v.len);
-            tmp[v.len] = '\0';
-            if (util_parse_duration_ms(tmp, 1, &ms) != 0 || ms < 0 || ms > 86400000) {
-                snprintf(err, errlen, "bad duration in fault '%.*s'", (int)MIN(it.len, 40), it.p);
-                return -EINVAL;
-            }
-            if (it.p[0] == 's')
-                f->slow_headers = (int)ms;
-            else
-                f->unhealthy_ms = ms;
-        }
-    }
-    return 0;
-}
-
 /* ---------------------------------------------------------------- lists */
-
-static void waitq_push(struct conn *c)
-{
-    c->g.queued = true;
-    c->qnext = NULL;
-    c->qprev = srv.qtail;
-    if (srv.qtail)
-        srv.qtail->qnext = c;
-    else
-        srv.qhead = c;
-    srv.qtail = c;
-    srv.queued++;
-}
-
-static void waitq_remove(struct conn *c)
-{
-    if (!c->g.queued)
-        return;
-    if (c->qprev)
-        c->qprev->qnext = c->qnext;
-    else
-        srv.qhead = c->qnext;
-    if (c->qnext)
-        c->qnext->qprev = c->qprev;
-    else
-        srv.qtail = c->qprev;
-    c->g.queued = false;
-    srv.queued--;
-}
 
 static void defer(struct conn *c)
 {
@@ -309,20 +178,11 @@ static void defer(struct conn *c)
  * thread. Freezing reproduces that: the listener stops accepting and every
  * callback of every connection is recorded and replayed after the thaw. */
 
-static void freeze(struct conn *c)
+/* Told by the scheduler of each freeze and thaw: stop or resume accepting. */
+static void listener_freeze(void *arg, bool frozen)
 {
-    srv.frozen = true;
-    srv.frozen_by = c;
-    ev_io_set_mask(srv.loop, &srv.lio, 0);
-}
-
-static void thaw(void)
-{
-    if (!srv.frozen)
-        return;
-    srv.frozen = false;
-    srv.frozen_by = NULL;
-    ev_io_set_mask(srv.loop, &srv.lio, EV_READ);
+    UNUSED(arg);
+    ev_io_set_mask(srv.loop, &srv.lio, frozen ? 0 : EV_READ);
 }
 
 /* ---------------------------------------------------------------- output */
@@ -489,13 +349,7 @@ static void conn_close(struct conn *c)
     if (c->closed)
         return;
     c->closed = true;
-    if (c->g.active) {
-        c->g.active = false;
-        srv.active--;
-    }
-    waitq_remove(c);
-    if (srv.frozen_by == c)
-        thaw();
+    sim_slot_release(&srv.sched, &c->g.slot);
     if (c->in_flight) {
         c->in_flight = false;
         srv.in_flight--;
@@ -529,16 +383,6 @@ static void conn_free(struct conn *c)
 }
 
 /* ---------------------------------------------------------------- slots */
-
-static void release_slot(struct conn *c)
-{
-    if (c->g.active) {
-        c->g.active = false;
-        srv.active--;
-    }
-    if (srv.frozen_by == c)
-        thaw();
-}
 
 static double jittered(double ms)
 {
@@ -579,7 +423,7 @@ static void gen_info(const struct conn *c, struct sim_gen_info *gi)
 static void finish_nonstream(struct conn *c)
 {
     if (c->fault.close_after == 0) {
-        release_slot(c);
+        sim_slot_release(&srv.sched, &c->g.slot);
         conn_close(c);
         return;
     }
@@ -587,8 +431,7 @@ static void finish_nonstream(struct conn *c)
         /* Never answers; keeps its slot like a hung generation, but lets the
          * rest of the server run. */
         c->g.stalled = true;
-        if (srv.frozen_by == c)
-            thaw();
+        sim_slot_unfreeze(&srv.sched, &c->g.slot);
         return;
     }
     struct sim_gen_info gi;
@@ -605,7 +448,7 @@ static void finish_nonstream(struct conn *c)
     }
     send_fixed(c, 200, H_CORS | (c->g.user_hdr ? H_USER : 0), "application/json",
                buf_data(&scratch), scratch.len);
-    release_slot(c);
+    sim_slot_release(&srv.sched, &c->g.slot);
     request_done(c);
 }
 
@@ -613,7 +456,7 @@ static void gen_timer_cb(struct ev_loop *loop, struct ev_timer *t)
 {
     struct conn *c = t->data;
     UNUSED(loop);
-    if (srv.frozen && srv.frozen_by != c) {
+    if (srv.sched.frozen && srv.sched.frozen_by != &c->g.slot) {
         c->pending_tick = true;
         defer(c);
         return;
@@ -628,8 +471,6 @@ static void gen_timer_cb(struct ev_loop *loop, struct ev_timer *t)
 
 static void start_gen(struct conn *c)
 {
-    c->g.active = true;
-    srv.active++;
     double now = (double)ev_now(srv.loop);
     double ttft = jittered((double)srv.cfg->ttft_ms);
     c->g.interval = srv.cfg->tokens_per_sec > 0 ? 1000.0 / srv.cfg->tokens_per_sec : 0;
@@ -645,8 +486,7 @@ static void start_gen(struct conn *c)
         finish_nonstream(c);
         return;
     }
-    if (srv.block)
-        freeze(c);
+    sim_slot_freeze(&srv.sched, &c->g.slot);
     ev_timer_at(srv.loop, &c->g.timer, (int64_t)ceil(now + total), gen_timer_cb, c);
 }
 
@@ -713,7 +553,7 @@ static void gen_tick(struct conn *c)
     if (stream_fault(c))
         return;
     put_event(c, "data: [DONE]\n\n", 14);
-    release_slot(c);
+    sim_slot_release(&srv.sched, &c->g.slot);
     if (c->chunked_out) {
         OUT_LIT(&c->out, "0\r\n\r\n");
         request_done(c);
@@ -743,8 +583,8 @@ static void handle_stats(struct conn *c)
                ",\"requests\":%llu,\"in_flight\":%llu,\"active\":%u,\"queued\":%u,"
                "\"slots\":%u,\"connections\":%llu,\"frozen\":%s,\"routes\":{",
                (unsigned long long)srv.requests, (unsigned long long)srv.in_flight,
-               srv.active, srv.queued, srv.cfg->slots, (unsigned long long)srv.conns,
-               srv.frozen ? "true" : "false");
+               srv.sched.active, srv.sched.queued, srv.cfg->slots,
+               (unsigned long long)srv.conns, srv.sched.frozen ? "true" : "false");
     for (int i = 0; i < R_COUNT; i++)
         buf_printf(b, "%s\"%s\":%llu", i ? "," : "", route_names[i],
                    (unsigned long long)srv.route_count[i]);
@@ -822,10 +662,8 @@ static void handle_gen(struct conn *c, enum sim_api api)
         if (c->closed)
             return;
     }
-    if (srv.active < srv.cfg->slots && srv.qhead == NULL)
+    if (sim_slot_acquire(&srv.sched, &g->slot))
         start_gen(c);
-    else
-        waitq_push(c);
 }
 
 static void handle_files(struct conn *c, struct slice method, struct slice path)
@@ -1009,14 +847,10 @@ static void handle_request(struct conn *c)
 static void take_headers(struct conn *c)
 {
     const struct http1_header *h;
-    c->fault = srv.cfg->fault;
-    c->fault_bad = false;
     c->auth_bad = false;
     c->ctype[0] = '\0';
-    h = http1_find(&c->msg, "x-sim-fault");
-    if (h != NULL && sim_fault_parse(&c->fault, h->value, false, c->fault_err,
-                                     sizeof(c->fault_err)) != 0)
-        c->fault_bad = true;
+    c->fault_bad = sim_fault_from_headers(&c->fault, &srv.cfg->fault, &c->msg, c->fault_err,
+                                          sizeof(c->fault_err)) != 0;
     h = http1_find(&c->msg, "content-type");
     if (h != NULL) {
         size_t n = MIN(h->value.len, sizeof(c->ctype) - 1);
@@ -1253,7 +1087,7 @@ static void conn_io_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
 {
     struct conn *c = io->data;
     UNUSED(loop);
-    if (srv.frozen) {
+    if (srv.sched.frozen) {
         c->pending_ev |= events;
         defer(c);
         return;
@@ -1269,7 +1103,7 @@ static void accept_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
 {
     UNUSED(events);
     UNUSED(io);
-    for (int i = 0; i < 64 && !srv.frozen; i++) {
+    for (int i = 0; i < 64 && !srv.sched.frozen; i++) {
         int fd = net_accept(srv.lfd, NULL);
         if (fd < 0) {
             if (fd != -EAGAIN)
@@ -1300,15 +1134,14 @@ static void before_sleep(struct ev_loop *loop, void *data)
     UNUSED(loop);
     UNUSED(data);
     bool progress = true;
-    while (progress && !srv.frozen) {
+    while (progress && !srv.sched.frozen) {
         progress = false;
-        while (!srv.frozen && srv.qhead != NULL && srv.active < srv.cfg->slots) {
-            struct conn *c = srv.qhead;
-            waitq_remove(c);
-            start_gen(c);
+        struct sim_slot *e;
+        while ((e = sim_slot_next(&srv.sched)) != NULL) {
+            start_gen(list_entry(e, struct conn, g.slot));
             progress = true;
         }
-        while (!srv.frozen && srv.dhead != NULL) {
+        while (!srv.sched.frozen && srv.dhead != NULL) {
             struct conn *c = srv.dhead;
             srv.dhead = c->dnext;
             if (srv.dhead == NULL)
@@ -1389,7 +1222,8 @@ int sim_run(const struct sim_config *cfg)
     memset(&srv, 0, sizeof(srv));
     srv.lio.fd = -1;
     srv.cfg = cfg;
-    srv.block = cfg->block < 0 ? cfg->slots == 1 : cfg->block == 1;
+    sim_slots_init(&srv.sched, cfg->slots, cfg->block < 0 ? cfg->slots == 1 : cfg->block == 1,
+                   listener_freeze, NULL);
     if (cfg->seed != 0) {
         /* splitmix64 of the seed: small seeds still give a well-mixed state. */
         uint64_t z = cfg->seed + 0x9e3779b97f4a7c15ULL;
@@ -1446,7 +1280,7 @@ int sim_run(const struct sim_config *cfg)
     fflush(stdout);
     log_info("llamalb-sim %s: model %s, %u slot(s), ttft %lld ms, %g tokens/s%s%s", cfg->id,
              cfg->model, cfg->slots, (long long)cfg->ttft_ms, cfg->tokens_per_sec,
-             srv.block ? ", blocking" : "", cfg->fault.refuse ? ", refusing connections" : "");
+             srv.sched.block ? ", blocking" : "", cfg->fault.refuse ? ", refusing connections" : "");
     if (!stop_requested && ev_run(srv.loop) != 0)
         rc = 1;
     log_info("llamalb-sim %s: stopping after %llu requests", cfg->id,

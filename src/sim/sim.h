@@ -15,9 +15,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "list.h"
 #include "slice.h"
 
 struct buf;
+struct http1_msg;
 
 #define SIM_NAME_MAX 128 /* bytes of --model-name and --id, NUL included */
 
@@ -69,9 +71,70 @@ void sim_fault_init(struct sim_fault *f);
 int sim_fault_parse(struct sim_fault *f, struct slice spec, bool instance, char *err,
                     size_t errlen);
 
+/* The faults of one request: the instance's <inst> plus, if the parsed
+ * request <msg> has an X-Sim-Fault header, that header's spec (instance-only
+ * items refused). Returns 0, or -EINVAL with the parse error in <err> (<f>
+ * then holds the instance faults plus the items parsed before the error). */
+int sim_fault_from_headers(struct sim_fault *f, const struct sim_fault *inst,
+                           const struct http1_msg *msg, char *err, size_t errlen);
+
 /* Runs the server until SIGTERM/SIGINT. Prints "listening on HOST:PORT" on
  * stdout first. Returns the process exit status. */
 int sim_run(const struct sim_config *c);
+
+/* ---------------------------------------------------------------- slots.c
+ *
+ * The generation scheduler: <slots> generations run at once, the others wait
+ * in arrival order (FIFO). With <block> on, a running non-streaming
+ * generation may "freeze" the server (the real server's only thread is busy
+ * computing it): while frozen, sim_slot_next() hands out nothing and the
+ * server defers all other work. Pure bookkeeping, no I/O or clock; the
+ * caller owns the sim_slot entries (embedded in its generations) and must
+ * sim_slot_release() each one before freeing it. One thread only. */
+
+/* One generation's place in the scheduler. Zeroed = neither queued nor
+ * active. */
+struct sim_slot {
+    struct list node; /* in sim_slots.waitq while queued */
+    bool active;      /* holds one of the slots */
+};
+
+struct sim_slots {
+    unsigned slots;         /* slots in all, >= 1 */
+    bool block;             /* sim_slot_freeze() freezes (else it does nothing) */
+    unsigned active;        /* slots in use */
+    unsigned queued;        /* entries in <waitq> */
+    bool frozen;
+    const struct sim_slot *frozen_by;
+    struct list waitq;      /* waiting entries, oldest first */
+    void (*on_freeze)(void *arg, bool frozen); /* told of every freeze and thaw */
+    void *arg;
+};
+
+void sim_slots_init(struct sim_slots *s, unsigned slots, bool block,
+                    void (*on_freeze)(void *arg, bool frozen), void *arg);
+
+/* A new generation asks for a slot. Takes one and returns true if one is
+ * free and nobody waits; else queues <e> at the tail and returns false. */
+bool sim_slot_acquire(struct sim_slots *s, struct sim_slot *e);
+
+/* The oldest waiting entry, now holding a slot, or NULL when nothing waits,
+ * every slot is taken, or the server is frozen. The caller starts it. */
+struct sim_slot *sim_slot_next(struct sim_slots *s);
+
+/* <e> is done or cancelled: leaves its slot or the queue (whichever it is
+ * in; nothing if neither) and thaws the server if <e> froze it. */
+void sim_slot_release(struct sim_slots *s, struct sim_slot *e);
+
+/* <e>, holding a slot, computes a non-streaming answer: with <block> on,
+ * freezes the server until sim_slot_release() or sim_slot_unfreeze() of <e>.
+ * Returns whether it froze. */
+bool sim_slot_freeze(struct sim_slots *s, struct sim_slot *e);
+
+/* Thaws the server if <e> froze it (e keeps its slot). */
+void sim_slot_unfreeze(struct sim_slots *s, const struct sim_slot *e);
+
+static inline bool sim_slot_queued(const struct sim_slot *e) { return list_linked(&e->node); }
 
 /* ------------------------------------------------------------------ api.c */
 

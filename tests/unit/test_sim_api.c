@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT
- * Unit tests of the simulator's pure parts: fault specs, request fields and
- * their error texts, token text, ids, bodies. */
+ * Unit tests of api.c: request fields and their error texts, token text,
+ * ids, bodies. (Fault specs: test_sim_faults.c.) */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -12,49 +12,6 @@
 static bool buf_is(const struct buf *b, const char *want)
 {
     return b->len == strlen(want) && memcmp(b->area + b->off, want, b->len) == 0;
-}
-
-static void test_faults(void)
-{
-    struct sim_fault f;
-    char err[128];
-    static const struct {
-        const char *spec;
-        bool instance;
-        int rc;
-        int line;
-    } cases[] = {
-        {"status=503", false, 0, __LINE__},
-        {"close-after=3, stall-after=2", false, 0, __LINE__},
-        {"hang,garbage,reset", false, 0, __LINE__},
-        {"slow-headers=20ms", false, 0, __LINE__},
-        {"refuse", true, 0, __LINE__},
-        {"refuse", false, -EINVAL, __LINE__},
-        {"unhealthy-for=2s", true, 0, __LINE__},
-        {"unhealthy-for=2s", false, -EINVAL, __LINE__},
-        {"status=99", false, -EINVAL, __LINE__},
-        {"status=", false, -EINVAL, __LINE__},
-        {"status", false, -EINVAL, __LINE__},
-        {"hang=1", false, -EINVAL, __LINE__},
-        {"close-after=x", false, -EINVAL, __LINE__},
-        {"bogus", false, -EINVAL, __LINE__},
-        {"", false, 0, __LINE__},
-    };
-    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        sim_fault_init(&f);
-        err[0] = '\0';
-        int rc = sim_fault_parse(&f, slice_cstr(cases[i].spec), cases[i].instance, err,
-                                 sizeof(err));
-        is_int(rc, cases[i].rc, "line %d: fault '%s' (%s)", cases[i].line, cases[i].spec, err);
-    }
-    sim_fault_init(&f);
-    sim_fault_parse(&f, slice_cstr("close-after=3, stall-after=2,slow-headers=1s"), false, err,
-                    sizeof(err));
-    ok(f.close_after == 3 && f.stall_after == 2 && f.slow_headers == 1000 && f.status == 0,
-       "fault values");
-    sim_fault_init(&f);
-    sim_fault_parse(&f, slice_cstr("unhealthy-for=1500ms,refuse"), true, err, sizeof(err));
-    ok(f.unhealthy_ms == 1500 && f.refuse, "instance fault values");
 }
 
 static void test_request(void)
@@ -130,7 +87,6 @@ static void test_text(void)
 
 int main(void)
 {
-    test_faults();
     test_request();
     test_text();
     buf_cache_drain();
