@@ -1,14 +1,16 @@
 /* SPDX-License-Identifier: MIT
- * Fault specs: the comma-separated lists of --fault (every request) and of
- * the X-Sim-Fault request header (one request), parsed into a struct
- * sim_fault. What each item does is in docs/sim.md, Faults. */
+ * Injected faults: the comma-separated specs of --fault (every request) and
+ * of the X-Sim-Fault request header (one request), parsed into a struct
+ * sim_fault, and what those faults do to a request's answer (docs/sim.md,
+ * Faults). The instance-only items act elsewhere: refuse when server.c
+ * binds, unhealthy-for in sim_fault_answer(). */
 
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "http1.h"
-#include "sim.h"
+#include "server.h"
 #include "util.h"
 
 void sim_fault_init(struct sim_fault *f)
@@ -114,4 +116,71 @@ int sim_fault_from_headers(struct sim_fault *f, const struct sim_fault *inst,
     if (h == NULL)
         return 0;
     return sim_fault_parse(f, h->value, false, err, errlen);
+}
+
+/* ------------------------------------------------------------ effects */
+
+#define OUT_LIT(b, s) buf_append((b), (s), sizeof(s) - 1)
+
+bool sim_fault_answer(struct sim_conn *c)
+{
+    const struct sim_fault *f = &c->fault;
+    if (c->fault_bad) {
+        sim_reply_textf(c, 400, "400 Bad Request: X-Sim-Fault: %s", c->fault_err);
+    } else if (f->hang) {
+        return true; /* BUSY forever: only the client's close ends it */
+    } else if (f->garbage) {
+        OUT_LIT(&c->out, "SSH-2.0-OpenSSH_9.2 this is not HTTP\r\n\r\n");
+        c->close_after_write = true;
+    } else if (f->reset) {
+        sim_reply_status(c, 200);
+        c->close_after_write = true;
+        c->rst_after_write = true;
+    } else if (sim_srv.cfg->fault.unhealthy_ms > 0 &&
+               ev_now(sim_srv.loop) - sim_srv.start_ms < sim_srv.cfg->fault.unhealthy_ms) {
+        static const char t[] = "503 Service Unavailable: the simulated server is not ready";
+        sim_reply_text(c, 503, t, sizeof(t) - 1);
+    } else if (f->status == 500) {
+        sim_reply_textf(c, 500, "500 Internal Server Error: Failed to get chat "
+                                "completions. Reason: simulated fault");
+    } else if (f->status > 0) {
+        sim_reply_textf(c, f->status, "%d %s: simulated fault", f->status,
+                        sim_reply_reason(f->status));
+    } else {
+        return false;
+    }
+    sim_conn_request_done(c);
+    return true;
+}
+
+bool sim_fault_stream(struct sim_conn *c)
+{
+    if (c->fault.close_after >= 0 && c->events >= (unsigned)c->fault.close_after) {
+        sim_conn_flush(c);
+        sim_conn_close(c);
+        return true;
+    }
+    if (c->fault.stall_after >= 0 && c->events >= (unsigned)c->fault.stall_after) {
+        c->g.stalled = true;
+        sim_conn_flush(c);
+        return true;
+    }
+    return false;
+}
+
+bool sim_fault_finish(struct sim_conn *c)
+{
+    if (c->fault.close_after == 0) {
+        sim_slot_release(&sim_srv.sched, &c->g.slot);
+        sim_conn_close(c);
+        return true;
+    }
+    if (c->fault.stall_after == 0) {
+        /* Never answers; keeps its slot like a hung generation, but lets the
+         * rest of the server run. */
+        c->g.stalled = true;
+        sim_slot_unfreeze(&sim_srv.sched, &c->g.slot);
+        return true;
+    }
+    return false;
 }

@@ -4,10 +4,16 @@
  * the same one-generation-at-a-time behaviour, plus knobs for latency, token
  * rate, slots and injected faults. Used by tests, benchmarks and the demo.
  *
- * Module map: sim.c is the server (listener, connection state machine,
- * scheduler of generations); api.c builds every JSON body and error text and
- * reads the request fields that matter; files.c keeps /v1/files in memory;
- * main.c parses the command line. docs/sim.md is the user's manual. */
+ * Module map (one job per file):
+ *   main.c    the command line
+ *   faults.c  fault specs (--fault, X-Sim-Fault) and what they do to a request
+ *   slots.c   the generation scheduler: slots, FIFO, the frozen server
+ *   api.c     request fields, every JSON body and error text, SSE events
+ *   files.c   /v1/files and /v1/chunks, in memory
+ *   server.c, conn.c, routes.c, gen.c, reply.c: the server on its event
+ *             loop; their shared state and contracts are in server.h
+ * This header has what needs no event loop, so unit tests can call it.
+ * docs/sim.md is the user's manual. */
 #ifndef LLAMALB_SIM_H
 #define LLAMALB_SIM_H
 
