@@ -11,6 +11,7 @@
 
 #include "buf.h"
 #include "json.h"
+#include "list.h"
 #include "sim.h"
 #include "util.h"
 
@@ -18,7 +19,7 @@
 
 /* One uploaded file. Owned by the store's list. */
 struct sim_file {
-    struct sim_file *next;
+    struct list node;     /* in sim_files.list */
     char id[48];          /* "file_<uuid>" */
     char *name;           /* decoded filename, heap */
     struct buf data;      /* the bytes */
@@ -26,13 +27,15 @@ struct sim_file {
 };
 
 struct sim_files {
-    struct sim_file *head; /* newest first */
+    struct list list;      /* the files, newest first */
     size_t bytes;          /* sum of data lengths */
 };
 
 struct sim_files *sim_files_new(void)
 {
-    return xcalloc(1, sizeof(struct sim_files));
+    struct sim_files *fs = xcalloc(1, sizeof(*fs));
+    list_init(&fs->list);
+    return fs;
 }
 
 static void file_free(struct sim_file *f)
@@ -46,23 +49,20 @@ void sim_files_free(struct sim_files *fs)
 {
     if (fs == NULL)
         return;
-    while (fs->head != NULL) {
-        struct sim_file *f = fs->head;
-        fs->head = f->next;
+    while (!list_empty(&fs->list)) {
+        struct sim_file *f = list_entry(fs->list.next, struct sim_file, node);
+        list_del(&f->node);
         file_free(f);
     }
     free(fs);
 }
 
-static struct sim_file *find(struct sim_files *fs, struct slice id, struct sim_file ***link)
+static struct sim_file *find(struct sim_files *fs, struct slice id)
 {
-    struct sim_file **pp = &fs->head;
-    for (; *pp != NULL; pp = &(*pp)->next) {
-        if (slice_eq_cstr(id, (*pp)->id)) {
-            if (link != NULL)
-                *link = pp;
-            return *pp;
-        }
+    for (struct list *it = fs->list.next; it != &fs->list; it = it->next) {
+        struct sim_file *f = list_entry(it, struct sim_file, node);
+        if (slice_eq_cstr(id, f->id))
+            return f;
     }
     return NULL;
 }
@@ -168,8 +168,7 @@ static void upload(struct sim_files *fs, struct slice ctype, const char *body, s
     f->name = xstrndup(name.p, name.len);
     buf_append(&f->data, data.p, data.len);
     f->created_at = util_wall_s();
-    f->next = fs->head;
-    fs->head = f;
+    list_add_head(&fs->list, &f->node);
     fs->bytes += data.len;
     put_file(out, f);
 }
@@ -190,7 +189,7 @@ static void chunks(struct sim_files *fs, const char *body, size_t len, struct bu
         return;
     }
     struct sim_file *f =
-        id >= 0 && t[id].type == JSON_STRING ? find(fs, json_raw(body, &t[id]), NULL) : NULL;
+        id >= 0 && t[id].type == JSON_STRING ? find(fs, json_raw(body, &t[id])) : NULL;
     if (f == NULL) {
         fail(out, rep, "Failed to find the target file.");
         return;
@@ -237,9 +236,9 @@ void sim_files_handle(struct sim_files *fs, struct slice method, struct slice pa
             upload(fs, ctype, body, len, rng, out, rep);
         } else if (get) {
             buf_append_str(out, "{\"object\":\"list\",\"data\":[");
-            for (struct sim_file *f = fs->head; f != NULL; f = f->next) {
-                put_file(out, f);
-                if (f->next != NULL)
+            for (struct list *it = fs->list.next; it != &fs->list; it = it->next) {
+                put_file(out, list_entry(it, struct sim_file, node));
+                if (it->next != &fs->list)
                     buf_append_str(out, ",");
             }
             buf_append_str(out, "]}");
@@ -262,13 +261,13 @@ void sim_files_handle(struct sim_files *fs, struct slice method, struct slice pa
         fail(out, rep, "Invalid file id. The id must start with `file_`.");
         return;
     }
-    struct sim_file **link = NULL, *f = find(fs, rest, &link);
+    struct sim_file *f = find(fs, rest);
     if (del && !download && !content) {
         buf_append_str(out, "{\"id\":");
         json_append_str(out, rest.p, rest.len);
         buf_printf(out, ",\"object\":\"file\",\"deleted\":%s}", f ? "true" : "false");
         if (f != NULL) {
-            *link = f->next;
+            list_del(&f->node);
             fs->bytes -= f->data.len;
             file_free(f);
         }
