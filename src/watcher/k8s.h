@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: MIT
- * The Kubernetes API client: where the API server is and how to authenticate
- * (in-cluster service account or kubeconfig), and the list+watch "reflector"
- * that keeps one resource's objects in memory the way client-go and kube-rs
- * do: list (paged), watch from the list's resourceVersion with bookmarks,
- * re-watch on a clean end, relist on 410 Gone or a malformed stream, back off
- * exponentially on errors, reopen a stalled stream. */
+ * The list+watch "reflector" that keeps one resource's objects in memory the
+ * way client-go and kube-rs do: list (paged), watch from the list's
+ * resourceVersion with bookmarks, re-watch on a clean end, relist on 410 Gone
+ * or a malformed stream, back off exponentially on errors, reopen a stalled
+ * stream. docs/watcher.md ("The watch loop") states the rules and the
+ * Kubernetes API facts they rest on. Where the API server is and how to
+ * authenticate is k8s_config.h's. */
 #ifndef LLAMALB_WATCH_K8S_H
 #define LLAMALB_WATCH_K8S_H
 
@@ -14,48 +15,8 @@
 
 #include <jansson.h>
 
+#include "k8s_config.h"
 #include "xfer.h"
-
-/* A byte string read from a file or decoded from a kubeconfig *-data field. */
-struct k8s_blob {
-    char *p;     /* owned; NULL when unset */
-    size_t len;
-};
-
-/* Where the API server is and how to talk to it. Filled by one of the two
- * loaders; freed by k8s_config_deinit(). */
-struct k8s_config {
-    char *server;            /* base URL without a trailing slash */
-    char *namespace;         /* the context's or the pod's namespace ("default") */
-    char *token;             /* bearer token, or NULL */
-    char *token_file;        /* re-read every minute and after a 401, or NULL */
-    int64_t token_read_ms;   /* when token_file was last read (loop clock) */
-    char *ca_file;           /* CA bundle path, or NULL */
-    struct k8s_blob ca;      /* CA bundle PEM (certificate-authority-data) */
-    char *cert_file, *key_file;   /* client certificate and key paths */
-    struct k8s_blob cert, key;    /* ... or their PEM (client-*-data) */
-    bool insecure;           /* insecure-skip-tls-verify */
-};
-
-/* In-cluster config from KUBERNETES_SERVICE_HOST/PORT and <sa_dir> (normally
- * /var/run/secrets/kubernetes.io/serviceaccount). Returns 0 or -errno with a
- * message in <err>. */
-int k8s_config_incluster(struct k8s_config *c, const char *sa_dir, char *err, size_t errlen);
-
-/* kubeconfig <path> (NULL: $KUBECONFIG, else ~/.kube/config), context
- * <context> (NULL: current-context). Supports token, tokenFile, client
- * certificate/key (file or -data), certificate-authority (file or -data),
- * insecure-skip-tls-verify; refuses exec and auth-provider plugins. Returns 0
- * or -errno with a message in <err>. */
-int k8s_config_kubeconfig(struct k8s_config *c, const char *path, const char *context,
-                          char *err, size_t errlen);
-
-/* Frees what the loaders allocated and zeroes <c>. */
-void k8s_config_deinit(struct k8s_config *c);
-
-/* Re-reads the token file if <force> or if it was read a minute or more
- * before <now_ms>. Keeps the old token if the file cannot be read. */
-void k8s_config_reload_token(struct k8s_config *c, int64_t now_ms, bool force);
 
 /* Backoff between failed attempts: the kube-rs defaults (800 ms, doubling,
  * capped at 30 s, jittered, reset 120 s after the last backoff or on success). */
@@ -141,7 +102,5 @@ int64_t k8s_reflector_tick(struct k8s_reflector *r, int64_t now_ms);
  * list has completed, then is swapped in at once. */
 void k8s_reflector_relist(struct k8s_reflector *r);
 
-/* The loop clock, in ms (CLOCK_MONOTONIC). */
-int64_t k8s_now_ms(void);
 
 #endif

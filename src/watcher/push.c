@@ -176,7 +176,7 @@ static void target_fail(struct push_target *t, const char *what)
 static void describe(struct xfer *x, CURLcode rc, long status, char *out, size_t outlen)
 {
     if (rc != CURLE_OK && status == 0)
-        snprintf(out, outlen, "%s", curl_easy_strerror(rc));
+        snprintf(out, outlen, "%s", xfer_strerror(rc));
     else
         snprintf(out, outlen, "HTTP %ld: %.*s", status, (int)MIN(x->body.len, 200),
                  buf_data(&x->body));
@@ -194,7 +194,7 @@ static struct xfer *admin_req(struct push *p, struct push_target *t, const char 
         snprintf(hdr, sizeof(hdr), "Authorization: Bearer %s", p->token);
         xfer_header(x, hdr);
     }
-    curl_easy_setopt(x->easy, CURLOPT_TIMEOUT_MS, PUSH_TIMEOUT_MS);
+    xfer_timeout(x, PUSH_TIMEOUT_MS);
     if (xfer_start(x) < 0)
         return NULL;
     t->x = x;

@@ -81,6 +81,26 @@ void xfer_header(struct xfer *x, const char *line)
     x->hdrs = curl_slist_append(x->hdrs, line);
 }
 
+void xfer_timeout(struct xfer *x, long ms)
+{
+    curl_easy_setopt(x->easy, CURLOPT_TIMEOUT_MS, ms);
+}
+
+void xfer_escape(struct buf *b, const char *s)
+{
+    if (s == NULL)
+        return;
+    char *esc = curl_easy_escape(NULL, s, 0);
+    if (esc != NULL)
+        buf_append_str(b, esc);
+    curl_free(esc);
+}
+
+const char *xfer_strerror(CURLcode rc)
+{
+    return curl_easy_strerror(rc);
+}
+
 int xfer_start(struct xfer *x)
 {
     curl_easy_setopt(x->easy, CURLOPT_HTTPHEADER, x->hdrs);

@@ -47,6 +47,13 @@ struct xfer *xfer_new(const char *method, const char *url, const char *body, siz
                       xfer_done_cb *on_done, void *data);
 /* Adds one request header line (copied). */
 void xfer_header(struct xfer *x, const char *line);
+/* Gives up on <x> after <ms> in all (CURLOPT_TIMEOUT_MS); set before starting. */
+void xfer_timeout(struct xfer *x, long ms);
+/* Appends <s> to <b> percent-encoded for a URL query (every byte but
+ * A-Z a-z 0-9 - . _ ~ as %XX, as curl_easy_escape() does); NULL appends nothing. */
+void xfer_escape(struct buf *b, const char *s);
+/* A one-line description of a transport failure (curl_easy_strerror()). */
+const char *xfer_strerror(CURLcode rc);
 /* Hands <x> to the multi handle. Returns 0 or -EIO (then <x> is freed and
  * its callback never runs). */
 int xfer_start(struct xfer *x);
