@@ -1,13 +1,14 @@
 /* SPDX-License-Identifier: MIT
  * Unit tests of faults.c: fault specs from --fault (instance items allowed)
- * and from the X-Sim-Fault request header (added to the instance's). */
+ * and from the X-Sim-Fault request header (added to the instance's), and the
+ * answers the request-level faults put in place of the real one. */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "../tap.h"
 #include "http1.h"
-#include "../../src/sim/sim.h"
+#include "../../src/sim/server.h"
 
 static void test_faults(void)
 {
@@ -126,10 +127,74 @@ static void test_headers(void)
            -EINVAL, "unknown item in the header");
 }
 
+/* Runs sim_fault_answer() on a fresh connection with faults <spec>; returns
+ * its result, the output (status line and body, headers dropped) in <got>. */
+static bool answer(const char *spec, char *got, size_t gotlen, struct sim_conn *c)
+{
+    char err[128];
+    memset(c, 0, sizeof(*c));
+    c->minor = 1;
+    c->keep_alive = true;
+    sim_fault_init(&c->fault);
+    if (sim_fault_parse(&c->fault, slice_cstr(spec), false, err, sizeof(err)) != 0) {
+        c->fault_bad = true;
+        snprintf(c->fault_err, sizeof(c->fault_err), "%s", err);
+    }
+    bool r = sim_fault_answer(c);
+    const char *o = c->out.area ? c->out.area + c->out.off : "";
+    const char *eol = memchr(o, '\r', c->out.len), *body = memmem(o, c->out.len, "\r\n\r\n", 4);
+    size_t n = eol ? (size_t)(eol - o) : c->out.len;
+    snprintf(got, gotlen, "%.*s|%.*s", (int)n, o,
+             body ? (int)(c->out.len - (size_t)(body + 4 - o)) : 0, body ? body + 4 : "");
+    buf_free(&c->out);
+    return r;
+}
+
+static void test_answers(void)
+{
+    static struct sim_config cfg;
+    struct sim_conn c;
+    char got[512];
+    sim_config_init(&cfg);
+    sim_srv.cfg = &cfg;
+
+    ok(!answer("", got, sizeof(got), &c) && c.out.len == 0, "no fault: not answered");
+    ok(!answer("close-after=1,stall-after=2,slow-headers=5", got, sizeof(got), &c),
+       "stream and head faults do not answer the request");
+    ok(answer("status=503", got, sizeof(got), &c), "status answers");
+    ok(strcmp(got, "HTTP/1.1 503 Service Unavailable|503 Service Unavailable: simulated "
+                   "fault") == 0,
+       "status=503 text: %s", got);
+    answer("status=500", got, sizeof(got), &c);
+    ok(strcmp(got, "HTTP/1.1 500 Internal Server Error|500 Internal Server Error: Failed to "
+                   "get chat completions. Reason: simulated fault") == 0,
+       "status=500 is the real chat error: %s", got);
+    answer("status=418", got, sizeof(got), &c);
+    ok(strcmp(got, "HTTP/1.1 418 <unknown status code>|418 <unknown status code>: simulated "
+                   "fault") == 0,
+       "unknown status: hyper's phrase: %s", got);
+    ok(answer("hang", got, sizeof(got), &c) && c.out.len == 0, "hang takes the request, no bytes");
+    ok(answer("garbage", got, sizeof(got), &c) && c.close_after_write &&
+           strcmp(got, "SSH-2.0-OpenSSH_9.2 this is not HTTP|") == 0,
+       "garbage: not a status line, then close: %s", got);
+    ok(answer("reset", got, sizeof(got), &c) && c.rst_after_write && c.close_after_write &&
+           strcmp(got, "HTTP/1.1 200 OK|") == 0,
+       "reset: a status line, then RST");
+    ok(answer("bogus", got, sizeof(got), &c) &&
+           strcmp(got, "HTTP/1.1 400 Bad Request|400 Bad Request: X-Sim-Fault: unknown fault "
+                       "'bogus'") == 0,
+       "a bad X-Sim-Fault is a 400: %s", got);
+    ok(answer("hang,status=503", got, sizeof(got), &c) && c.out.len == 0,
+       "hang wins over status");
+    sim_srv.cfg = NULL;
+}
+
 int main(void)
 {
     test_faults();
     test_accumulate();
     test_headers();
+    test_answers();
+    buf_cache_drain();
     return done_testing();
 }
