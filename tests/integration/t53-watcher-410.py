@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: MIT
-"""410 Gone, both forms (hardening.md K-02): an ERROR event with code 410 in
-a 200 watch stream, and a 410 HTTP status on a watch from a compacted
-resourceVersion; plus a continue token expiring in the middle of a paged
-list. Each time the watcher relists and swaps the complete set in at once:
-changes it missed while desynchronised (a deletion, an addition) are
-repaired, and traffic through the balancer never fails meanwhile."""
+"""410 Gone, both forms (docs/watcher.md, "What the loop relies on in the
+Kubernetes API"): an ERROR event with code 410 in a 200 watch stream, and a
+410 HTTP status on a watch from a compacted resourceVersion; plus a continue
+token expiring in the middle of a paged list. Each time the watcher relists
+and swaps the complete set in at once: changes it missed while
+desynchronised (a deletion, an addition) are repaired, and traffic through
+the balancer never fails meanwhile."""
 import threading
 import time
 

@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: MIT
-"""The watch stream misbehaving (hardening.md K-03, K-04): a stalled stream
-(no bytes, not even bookmarks) is detected and reopened; a cut connection is
-re-watched from the last resourceVersion; the API server going down keeps the
-last known set in force and the watcher catches up when it returns; a
-malformed line and a 10 MiB line are dropped and answered by a relist, with
-no crash and bounded memory."""
+"""The watch stream misbehaving (docs/watcher.md, "The watch loop", steps 6 and
+7): a stalled stream (no bytes, not even bookmarks) is detected and
+reopened; a cut connection is re-watched from the last resourceVersion; the
+API server going down keeps the last known set in force and the watcher
+catches up when it returns; a malformed line and a 10 MiB line are dropped
+and answered by a relist, with no crash and bounded memory."""
 import time
 
 from harness import deadline, done, is_, lb, note, ok
