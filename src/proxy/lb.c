@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT
  * The four policies. All respect weights; "least" and "p2c" also respect
  * live load, which matters for LLM servers that do one generation at a time
- * (protocols.md §1.10): weight alone piles requests onto busy backends.
+ * (a llama-api-server answers nothing else while it generates without
+ * streaming): weight alone piles requests onto busy backends.
  *
  *   random  weighted random: the original demo's balancer, kept for parity
  *   wrr     smooth weighted round robin (nginx's): deterministic, evenly
@@ -16,7 +17,7 @@
  * Past LB_SCAN_MAX backends in play (the whole set, or those serving the
  * requested model) the registry does not build the candidate list: that
  * scan was most of a pick's cost with 10,000 backends. It draws eligible
- * backends at random in proportion to weight, O(log n) each (registry.c,
+ * backends at random in proportion to weight, O(log n) each (reg_pick.c,
  * draw()), and the policy chooses among the drawn ones:
  *
  *   random  the first one drawn: distributed exactly as a full scan's pick

@@ -54,9 +54,7 @@ static void reload(struct server *s)
         cfg_free(&n);
         return;
     }
-    pthread_mutex_lock(&s->reg.lock);
-    s->reg.policy = n.policy;
-    pthread_mutex_unlock(&s->reg.lock);
+    reg_set_policy(&s->reg, n.policy);
     for (unsigned i = 0; i < s->nworkers; i++)
         ev_wake(s->workers[i].loop);
     log_info("reloaded: %u static backends, policy %s", n.nbackends, n.policy->name);
@@ -109,6 +107,59 @@ static int open_access_log(const struct cfg *c)
     return fd == -1 ? STDERR_FILENO : fd;
 }
 
+/* The registry with the configured settings and static backends. Returns
+ * 0, or -1 with a message on stderr. */
+static int setup_registry(struct server *s, unsigned nworkers)
+{
+    char nerr[NET_ERR_LEN];
+    reg_init(&s->reg, nworkers, s->cfg.policy);
+    const struct reg_settings rs = {
+        .eject_after = s->cfg.eject_after,
+        .eject_base_ms = s->cfg.eject_time,
+        .eject_max_ms = s->cfg.eject_max_time,
+        .default_cap = s->cfg.default_max_inflight,
+        .queue_max = s->cfg.queue_max,
+        .slow_start_ms = s->cfg.slow_start,
+        .reject_unknown_model = s->cfg.reject_unknown_model,
+    };
+    reg_configure(&s->reg, &rs);
+    for (unsigned i = 0; i < s->cfg.nbackends; i++) {
+        if (reg_upsert(&s->reg, &s->cfg.backends[i], REG_SOURCE_STATIC, nerr) < 0) {
+            fprintf(stderr, "llamalb: %s\n", nerr);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Listeners: worker 0 binds first (resolving port 0), the others bind
+ * the same address with SO_REUSEPORT so the kernel spreads accepts.
+ * Fills <lfds>[0..nworkers) and <*afd> (-1 without an admin listener).
+ * Returns 0, or -1 with a message on stderr. */
+static int bind_listeners(struct server *s, unsigned nworkers, int *lfds, int *afd)
+{
+    char nerr[NET_ERR_LEN];
+    for (unsigned i = 0; i < nworkers; i++) {
+        lfds[i] = net_listen(&s->listen_addr, 1024, true, nerr);
+        if (lfds[i] < 0) {
+            fprintf(stderr, "llamalb: %s\n", nerr);
+            return -1;
+        }
+        if (i == 0)
+            net_local_addr(lfds[0], &s->listen_addr);
+    }
+    *afd = -1;
+    if (s->admin_enabled) {
+        *afd = net_listen(&s->admin_addr, 128, false, nerr);
+        if (*afd < 0) {
+            fprintf(stderr, "llamalb: %s\n", nerr);
+            return -1;
+        }
+        net_local_addr(*afd, &s->admin_addr);
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     struct server *s = &server;
@@ -156,20 +207,8 @@ int main(int argc, char **argv)
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         nworkers = n > 0 ? (unsigned)MIN(n, 64) : 1;
     }
-    reg_init(&s->reg, nworkers, s->cfg.policy);
-    s->reg.eject_after = s->cfg.eject_after;
-    s->reg.eject_base_ms = s->cfg.eject_time;
-    s->reg.eject_max_ms = s->cfg.eject_max_time;
-    s->reg.default_cap = s->cfg.default_max_inflight;
-    s->reg.queue_max = s->cfg.queue_max;
-    s->reg.slow_start_ms = s->cfg.slow_start;
-    s->reg.reject_unknown_model = s->cfg.reject_unknown_model;
-    for (unsigned i = 0; i < s->cfg.nbackends; i++) {
-        if (reg_upsert(&s->reg, &s->cfg.backends[i], REG_SOURCE_STATIC, nerr) < 0) {
-            fprintf(stderr, "llamalb: %s\n", nerr);
-            return 2;
-        }
-    }
+    if (setup_registry(s, nworkers) != 0)
+        return 2;
     if (s->cfg.check_only) {
         printf("llamalb: configuration ok (%u backends, policy %s, %u workers)\n",
                s->cfg.nbackends, s->cfg.policy->name, nworkers);
@@ -182,27 +221,9 @@ int main(int argc, char **argv)
     s->started_ms = util_now_ms();
     signal(SIGPIPE, SIG_IGN);
 
-    /* Listeners: worker 0 binds first (resolving port 0), the others bind
-     * the same address with SO_REUSEPORT so the kernel spreads accepts. */
-    int *lfds = xcalloc(nworkers, sizeof(int));
-    for (unsigned i = 0; i < nworkers; i++) {
-        lfds[i] = net_listen(&s->listen_addr, 1024, true, nerr);
-        if (lfds[i] < 0) {
-            fprintf(stderr, "llamalb: %s\n", nerr);
-            return 1;
-        }
-        if (i == 0)
-            net_local_addr(lfds[0], &s->listen_addr);
-    }
-    int afd = -1;
-    if (s->admin_enabled) {
-        afd = net_listen(&s->admin_addr, 128, false, nerr);
-        if (afd < 0) {
-            fprintf(stderr, "llamalb: %s\n", nerr);
-            return 1;
-        }
-        net_local_addr(afd, &s->admin_addr);
-    }
+    int *lfds = xcalloc(nworkers, sizeof(int)), afd;
+    if (bind_listeners(s, nworkers, lfds, &afd) != 0)
+        return 1;
     char a1[NET_ADDRSTR_LEN], a2[NET_ADDRSTR_LEN];
     net_addr_str(&s->listen_addr, a1, sizeof(a1));
     net_addr_str(&s->admin_addr, a2, sizeof(a2));

@@ -3,7 +3,7 @@
  * ejected) gets one GET /v1/models on a fresh connection.
  *
  * A llama-api-server answers nothing else while it generates without
- * streaming (protocols.md §1.10), so a probe is never sent to a backend
+ * streaming, so a probe is never sent to a backend
  * with requests in flight: traffic is its own evidence of life, and a probe
  * queued behind a generation would both time out and delay the next real
  * request. A probe that times out while the backend became busy meanwhile

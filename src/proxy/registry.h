@@ -1,9 +1,15 @@
 /* SPDX-License-Identifier: MIT
  * The backend registry, shared by every worker: the set of backends, their
- * weights, caps and health, and one set of in-flight counts (design.md §3).
+ * weights, caps and health, and one set of in-flight counts (the
+ * architecture: docs/design.md). Its files, each with one job, are listed
+ * in registry_int.h, their private header; this header is the contract.
  *
  * Concurrency: one mutex guards the set and the policies' mutable state
- * (smooth-WRR current weights, health). A pick is a few hundred
+ * (smooth-WRR current weights, health), and only the registry's own files
+ * take it. Code outside calls the functions below: it does not touch the
+ * fields of struct registry (public only because struct server embeds
+ * one) nor those of struct backend under "guarded by the registry lock";
+ * settings go through reg_configure and reg_set_policy. A pick is a few hundred
  * nanoseconds of work under it, once per request, so a fancier scheme is
  * not worth its bugs at two to sixteen workers. In-flight counts and
  * statistics are atomics, readable without the lock; so are the per-model
@@ -228,19 +234,35 @@ struct registry {
     atomic_uint_fast64_t queue_wait_us;
     struct model_stats models[REG_MAX_MODEL_STATS];
     atomic_uint nmodel_stats;  /* slots published (written under the lock) */
-    struct reg_index *ix;      /* pick index (registry.c), rebuilt when <version> moves */
+    struct reg_index *ix;      /* pick index (reg_pick.c), rebuilt when <version> moves */
     struct reg_name_cell *names; /* backends by name (registry.c), always current */
     unsigned names_mask;       /* table size - 1 (a power of two), 0 = no table yet */
     /* Uploaded files: id -> backend name (bounded, oldest forgotten first).
      * Its own lock: a /v1/files request has nothing to do with the set. */
     pthread_mutex_t files_lock;
-    struct reg_files *files;   /* registry.c; allocated on the first upload */
+    struct reg_files *files;   /* reg_files.c; allocated on the first upload */
 };
 
 #define REG_MAX_FILES 65536
 #define REG_FILE_ID_MAX 63     /* longer ids are not remembered */
 
 void reg_init(struct registry *r, unsigned nworkers, const struct lb_ops *policy);
+
+/* Passive health, caps and queue settings (the defaults reg_init sets are
+ * in brackets). */
+struct reg_settings {
+    unsigned eject_after;      /* consecutive failures that eject; 0 = never (5) */
+    int64_t eject_base_ms;     /* first ejection's length (30000) */
+    int64_t eject_max_ms;      /* ejections double up to this (300000) */
+    unsigned default_cap;      /* max in-flight when a backend does not say (1) */
+    unsigned queue_max;        /* requests the gateway queue holds (1024) */
+    int64_t slow_start_ms;     /* weight ramp after joining or recovering; 0 = off (0) */
+    bool reject_unknown_model; /* else unknown models go to any backend (false) */
+};
+/* Applies <s>. default_cap applies to backends added or updated later. */
+void reg_configure(struct registry *r, const struct reg_settings *s);
+/* Switches the policy (SIGHUP reload): the next pick uses it. */
+void reg_set_policy(struct registry *r, const struct lb_ops *policy);
 void reg_deinit(struct registry *r);
 /* Frees the calling thread's pick scratch space (at thread exit). */
 void reg_thread_exit(void);
@@ -293,6 +315,9 @@ enum reg_pick_rc reg_pick(struct registry *r, const struct reg_req *q, uint64_t 
 /* Takes <w> out of the queue or the ready list. Returns the backend it was
  * assigned meanwhile (the caller now owns that slot) or NULL. */
 struct backend *reg_cancel_wait(struct registry *r, struct reg_waiter *w);
+/* Counts a waiter given up on after waiting too long
+ * (llamalb_queue_timeouts_total): after reg_cancel_wait returned NULL. */
+void reg_note_queue_timeout(struct registry *r);
 
 /* Moves a worker's ready waiters onto <out> (its own list). */
 void reg_take_ready(struct registry *r, struct list *ready, struct list *out);
@@ -308,6 +333,24 @@ bool reg_has_alternative(struct registry *r, const struct reg_req *q, int64_t no
  * passive health and live speed, and hands the slot to a waiter if any. */
 void reg_release(struct registry *r, struct backend *b, const struct reg_outcome *o,
                  int64_t now_ms);
+
+/* Marks <b> unreachable (connect refused or timed out): the next failure
+ * counted by reg_release ejects it, rather than after eject_after of
+ * them. The caller counts the failure itself (stats.failures). */
+void reg_note_unreachable(struct registry *r, struct backend *b);
+
+/* A response relayed from <b> to a client, for its statistics. */
+struct reg_response {
+    int status;             /* the status relayed, 100-599 */
+    uint64_t bytes;         /* response bytes relayed to the client */
+    int64_t dur_us;         /* first request byte to last response byte */
+    int64_t ttfb_us;        /* to the first response byte */
+    unsigned sse_events;    /* SSE events relayed */
+};
+/* Counts <x> in <b>'s statistics: requests, status class, bytes,
+ * duration histogram and sum, time to first byte, events. Atomics only
+ * (no lock); call it once per relayed response, before reg_release. */
+void reg_record_response(struct registry *r, struct backend *b, const struct reg_response *x);
 
 /* True if <b> serves <model> (its registered, configured or probed list). */
 bool reg_serves(const struct backend *b, const char *model);
@@ -345,10 +388,14 @@ void reg_dump_json(struct registry *r, struct buf *out, int64_t now_ms);
 /* Counts a request for <model> entering (+1) or leaving (-1) flight. Takes
  * the registry lock only the first time a model name is seen. */
 void reg_model_inflight(struct registry *r, const char *model, int delta);
-/* Appends the per-backend and per-model Prometheus metrics. */
+/* Appends every Prometheus family the registry keeps: the gateway queue
+ * (llamalb_queue_*), then the per-backend and per-model ones. */
+void reg_write_metrics(struct registry *r, struct buf *out, int64_t now_ms);
+/* Appends the per-backend and per-model families only (what
+ * reg_write_metrics writes after the queue's). */
 void reg_dump_metrics(struct registry *r, struct buf *out, int64_t now_ms);
 unsigned reg_count(struct registry *r);
-/* Requests waiting in the gateway queue now (the llamalb_queue_length gauge). */
+/* Requests waiting in the gateway queue now. */
 unsigned reg_queue_length(struct registry *r);
 
 #endif
