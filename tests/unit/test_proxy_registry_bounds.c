@@ -298,7 +298,9 @@ static void test_no_syscall_under_lock(void)
     char err[NET_ERR_LEN];
     uint64_t rng = 7;
     reg_init(&r, 1, &lb_least);
-    r.eject_after = 1;
+    reg_configure(&r, &(struct reg_settings){.eject_after = 1, .eject_base_ms = 30000,
+                                             .eject_max_ms = 300000, .default_cap = 1,
+                                             .queue_max = 1024});
     watched = &r;
     calls_locked = wakes = logs = 0;
     struct backend_spec s = spec("q", 1, 1);

@@ -247,7 +247,9 @@ static void test_weights_followed(void)
 
     /* Slow start thins a new backend's draws as it does its share. */
     reg_init(&r, 1, &lb_random);
-    r.slow_start_ms = 10000;
+    struct reg_settings st = {.eject_after = 5, .eject_base_ms = 30000, .eject_max_ms = 300000,
+                              .default_cap = 1, .queue_max = 1024, .slow_start_ms = 10000};
+    reg_configure(&r, &st);
     fill(&r, 200, 0);
     int64_t now = util_now_ms();
     for (unsigned i = 0; i < 100; i++)
@@ -355,11 +357,14 @@ static void test_updates_reach_the_index(void)
     ok(routed, "a model added by an update routes to its server");
     s.nmodels = 0;
     upsert(&r, &s);
-    r.reject_unknown_model = true;
+    struct reg_settings st = {.eject_after = 5, .eject_base_ms = 30000, .eject_max_ms = 300000,
+                              .default_cap = 1, .queue_max = 1024, .reject_unknown_model = true};
+    reg_configure(&r, &st);
     struct backend *none = NULL;
     is_int(reg_pick(&r, &qm, &rng, NOW, NULL, &none, NULL), REG_NO_MODEL,
            "the model removed by an update is unknown again");
-    r.reject_unknown_model = false;
+    st.reject_unknown_model = false;
+    reg_configure(&r, &st);
 
     /* Probed model lists count like configured ones. */
     const char *probed[1] = {"qwen"};
