@@ -3,8 +3,8 @@
  * wake-ups, and a before-sleep hook. One loop per thread; nothing in it is
  * shared between loops.
  *
- * Objects are never indexed by fd number (design.md §8: WasmEdge hands out
- * large, random descriptors): an fd is registered with a pointer to its
+ * Objects are never indexed by fd number (docs/design.md, "Portability":
+ * WasmEdge hands out large, random descriptors): an fd is registered with a pointer to its
  * struct ev_io, and the backend gives that pointer back.
  *
  * The backend (epoll here; poll_oneoff under WASI later) is #included by

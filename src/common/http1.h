@@ -1,7 +1,6 @@
 /* SPDX-License-Identifier: MIT
  * Our own strict, incremental HTTP/1.1 parser for request and response heads,
- * and a chunked-body decoder (RFC 9112; the rules are in docs/http1.md and
- * hardening.md §2).
+ * and a chunked-body decoder (RFC 9112; the rules are in docs/http1.md).
  *
  * Head parsing is picohttpparser-shaped: the caller passes the bytes it has
  * so far; the result is >0 (length of the head, which is complete and
@@ -43,7 +42,7 @@ struct http1_limits {
     uint64_t max_body;    /* request Content-Length over it: 413; 0 = unlimited */
 };
 
-/* The limits of hardening.md §3: 8 KiB line, 32 KiB head, 100 headers, 32 MiB body. */
+/* The default limits (docs/http1.md): 8 KiB line, 32 KiB head, 100 headers, 32 MiB body. */
 extern const struct http1_limits http1_default_limits;
 
 enum http1_framing {
@@ -156,5 +155,8 @@ struct http1_chunked {
  * The caller loops: on DATA it takes <*data> and calls again with the rest. */
 enum http1_chunk_rc http1_chunked_decode(struct http1_chunked *d, const char *buf, size_t len,
                                          size_t *consumed, struct slice *data);
+
+/* The reason phrase for <status>, "Unknown" for a code it does not list. */
+const char *http1_reason(int status);
 
 #endif

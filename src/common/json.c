@@ -706,3 +706,12 @@ int json_top_fields(const char *s, size_t len, struct json_field *f, unsigned nf
         return top_fields_fail(f, nf, -EINVAL);
     return 0;
 }
+
+int json_decode_slice(const char *s, struct slice v, char *out, size_t outlen)
+{
+    struct json_tok t = {.type = JSON_STRING,
+                         .start = (uint32_t)(v.p - s),
+                         .end = (uint32_t)(v.p - s + v.len),
+                         .escaped = memchr(v.p, '\\', v.len) != NULL};
+    return json_str(s, &t, out, outlen);
+}

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT
  * A small strict JSON reader (RFC 8259) that tokenizes into a caller array,
  * jsmn-style: no allocation, nothing but libc, so it compiles into the
- * wasm32-wasi balancer (design.md §8). Tokens point into the input.
+ * wasm32-wasi balancer (docs/design.md, "Portability"). Tokens point into
+ * the input.
  *
  * Each token records where its subtree ends (<next>), so walking an object's
  * members or an array's elements skips nested values in O(1). Strictness:
@@ -109,5 +110,10 @@ struct json_field {
  * those of the member json_get() returns. Strings are skipped at memchr
  * speed, as in json_top_string(), but the scan always reaches the end. */
 int json_top_fields(const char *s, size_t len, struct json_field *f, unsigned nf);
+
+/* Decodes a string value found by json_top_string() or json_top_fields()
+ * (<v> points into <s>) into <out>, as json_str() does for a token: the
+ * decoded length, or -ENOSPC / -EINVAL. */
+int json_decode_slice(const char *s, struct slice v, char *out, size_t outlen);
 
 #endif

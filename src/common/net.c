@@ -214,3 +214,18 @@ void net_set_nodelay(int fd)
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 }
+
+ssize_t net_read(int fd, void *p, size_t n, bool *ready, bool peer_closed)
+{
+    ssize_t r;
+    do
+        r = read(fd, p, n);
+    while (r == -1 && errno == EINTR);
+    if (r > 0) {
+        if ((size_t)r < n && !peer_closed)
+            *ready = false;
+        return r;
+    }
+    *ready = false;
+    return r == 0 ? 0 : -errno;
+}

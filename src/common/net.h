@@ -49,4 +49,12 @@ int net_connect_result(int fd);
 
 void net_set_nodelay(int fd);
 
+/* One read for an edge-triggered loop: retries EINTR, and clears <*ready>
+ * when the socket has nothing more to give, so the caller's loop stops
+ * without the read that would only say EAGAIN: after EAGAIN, EOF or an
+ * error, and after a short read (new data raises a new edge) unless
+ * <peer_closed> (the peer shut its side: read on to the EOF, for which no
+ * edge will come). Returns the byte count, 0 at EOF, -EAGAIN, or -errno. */
+ssize_t net_read(int fd, void *p, size_t n, bool *ready, bool peer_closed);
+
 #endif

@@ -169,3 +169,14 @@ void util_random_bytes(void *buf, size_t n)
     for (size_t i = 0; i < n; i++)
         p[i] = (unsigned char)util_rand64(&s);
 }
+
+/* FNV-1a, 64 bits: small keys (session ids, names) into a hash table or a
+ * rendezvous score. Never 0, so 0 can mean "none". */
+uint64_t util_hash64(const void *data, size_t n)
+{
+    const unsigned char *p = data;
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ p[i]) * 0x100000001B3ULL;
+    return h ? h : 1;
+}

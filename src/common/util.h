@@ -75,4 +75,7 @@ static inline double util_rand01(uint64_t *state)
     return (double)(util_rand64(state) >> 11) * (1.0 / 9007199254740992.0);
 }
 
+/* FNV-1a 64 of <n> bytes; never 0. */
+uint64_t util_hash64(const void *data, size_t n);
+
 #endif

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT
- * The admin API (design.md §4) on its own listener: registry changes from
- * operators and the watcher, metrics and health. Compatible with the
- * original demo's balancer (POST /api/register, DELETE /api/unregister/NAME,
- * GET /api/services answer as it did), hardened as hardening.md §6 asks:
+ * The admin API (admin.h; README "Admin API") on its own listener: registry
+ * changes from operators and the watcher, metrics and health. Compatible
+ * with the original demo's balancer (POST /api/register, DELETE
+ * /api/unregister/NAME, GET /api/services answer as it did), hardened as
+ * docs/hardening.md says:
  * bearer token compared in constant time, mutations only by POST/PUT/DELETE
  * with a JSON body, no browser Origin, bounded bodies, strict JSON, and
  * registrations refused for loopback, link-local, metadata and unspecified

@@ -204,7 +204,7 @@ static void wake_cb(struct ev_loop *loop, void *data)
     while (!list_empty(&ready)) {
         struct reg_waiter *wt = list_entry(ready.next, struct reg_waiter, link);
         list_del(&wt->link);
-        conn_dequeued(list_entry(wt, struct exchange, waiter)->c);
+        route_dequeued(list_entry(wt, struct exchange, waiter)->c);
     }
     if (atomic_load(&w->srv->draining))
         start_drain(w);

@@ -1,0 +1,309 @@
+/* SPDX-License-Identifier: MIT
+ * The response (relay.h): the client's head, the body framed and passed as
+ * it arrives with backpressure, SSE counting, and the end of the exchange. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "conn.h"
+#include "json.h"
+#include "log.h"
+#include "relay.h"
+#include "upstream.h"
+#include "util.h"
+
+
+/* ================================================================ response */
+
+/* Builds the client's response head from the upstream's: same status and
+ * end-to-end headers, our own framing and connection handling. */
+static void build_client_head(struct conn *c, const struct http1_msg *r)
+{
+    struct buf *o = &c->out;
+    const struct http1_header *cl = NULL;
+    buf_reserve(o, 512);
+    buf_append_lit(o, "HTTP/1.1 ");
+    buf_append_u64(o, (uint64_t)r->status);
+    buf_append(o, " ", 1);
+    buf_append(o, r->reason.p, r->reason.len);
+    buf_append_lit(o, "\r\n");
+    for (unsigned i = 0; i < r->nheaders; i++) {
+        const struct http1_header *h = &r->headers[i];
+        if (slice_case_eq_cstr(h->name, "content-length")) {
+            cl = h;
+            continue;
+        }
+        if (http1_is_hop_by_hop(r, h->name))
+            continue;
+        buf_append(o, h->name.p, h->name.len);
+        buf_append(o, ": ", 2);
+        buf_append(o, h->value.p, h->value.len);
+        buf_append(o, "\r\n", 2);
+    }
+    switch (c->x->resp_framing) {
+    case HTTP1_BODY_NONE:
+        if (c->is_head && cl != NULL && r->framing != HTTP1_BODY_CHUNKED) {
+            buf_append_lit(o, "Content-Length: ");
+            buf_append(o, cl->value.p, cl->value.len);
+            buf_append_lit(o, "\r\n");
+        } else if (r->status >= 200 && r->status != 204 && r->status != 304 && !c->is_head) {
+            buf_append_lit(o, "Content-Length: 0\r\n");
+        }
+        break;
+    case HTTP1_BODY_LENGTH:
+        buf_append_lit(o, "Content-Length: ");
+        buf_append_u64(o, c->x->resp_left);
+        buf_append_lit(o, "\r\n");
+        break;
+    case HTTP1_BODY_CHUNKED:
+        if (c->minor == 1)
+            buf_append_lit(o, "Transfer-Encoding: chunked\r\n");
+        else {
+            c->x->dechunk = true;
+            c->close_after = true;
+        }
+        break;
+    case HTTP1_BODY_CLOSE:
+        c->close_after = true;
+        break;
+    }
+    if (c->close_after || atomic_load(&conn_srv(c)->draining)) {
+        c->close_after = true;
+        buf_append_lit(o, "Connection: close\r\n");
+    } else if (c->minor == 0) {
+        buf_append_lit(o, "Connection: keep-alive\r\n");
+    }
+    buf_append(o, "\r\n", 2);
+}
+
+static void finish_response(struct conn *c)
+{
+    struct server *s = conn_srv(c);
+    struct backend *b = c->x->be;
+    int64_t dur_us = util_now_us() - c->x->t0_us;
+    bool failed = c->status >= 500;
+
+    atomic_fetch_add(&b->stats.requests, 1);
+    atomic_fetch_add(&b->stats.status[c->status / 100], 1);
+    atomic_fetch_add(&b->stats.bytes_out, c->x->bytes_out);
+    atomic_fetch_add(&b->stats.lat_sum_us, (uint64_t)dur_us);
+    atomic_fetch_add(&b->stats.ttfb_sum_us, (uint64_t)c->x->ttfb_us);
+    unsigned k = 0;
+    while (k < REG_LAT_BUCKETS && (double)dur_us / 1e6 > reg_lat_bounds[k])
+        k++;
+    atomic_fetch_add(&b->stats.lat_count[k], 1);
+    atomic_fetch_add(&s->stats.responses[c->status / 100], 1);
+    worker_log_access(c, b->spec.name);
+
+    struct upconn *u = c->x->up;
+    c->x->up = NULL;
+    u->c = NULL;
+    up_release(u, c->x->up_reusable && u->in.len == 0 && !atomic_load(&s->draining));
+    struct reg_outcome o = {.failed = failed, .model = c->x->model, .counted = true};
+    if (c->x->t_sent_us != 0 && c->x->t_first_us >= c->x->t_sent_us) {
+        o.ttft_us = c->x->t_first_us - c->x->t_sent_us;
+        o.events = c->x->events;
+        if (c->x->events > 1)
+            o.tbt_us = (c->x->t_last_us - c->x->t_first_us) / (c->x->events - 1);
+    }
+    o.sse_events = c->x->sse_events;
+    if (c->x->sse_events > 0)
+        atomic_fetch_add(&b->stats.events, c->x->sse_events);
+    reg_release(&s->reg, b, &o, conn_now(c));
+    backend_unref(b);
+    c->x->be = NULL;
+    conn_next_request(c);
+}
+
+/* Counts SSE events (lines ended by a blank line) in response payload. */
+void relay_count_sse(struct exchange *x, const char *p, size_t n)
+{
+    const char *end = p + n;
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        if (nl == NULL) {
+            x->sse_nl = false;
+            return;
+        }
+        /* "\n\n" or "\n\r\n" ends an event; a newline right after one counts. */
+        if (x->sse_nl && (nl == p || (nl == p + 1 && p[0] == '\r')))
+            x->sse_events++;
+        x->sse_nl = true;
+        p = nl + 1;
+        if (p < end && *p != '\n' && *p != '\r')
+            x->sse_nl = false;
+    }
+}
+
+/* Frames what the upstream buffer holds: how many bytes may pass to the
+ * client, and whether the message is complete. Returns false on a framing
+ * error (the upstream broke the protocol mid-response). */
+static bool frame_upstream(struct conn *c)
+{
+    struct buf *in = &c->x->up->in;
+    if (c->x->pass > 0 || c->x->resp_done)
+        return true;
+    switch (c->x->resp_framing) {
+    case HTTP1_BODY_NONE:
+        c->x->resp_done = true;
+        break;
+    case HTTP1_BODY_LENGTH:
+        c->x->pass = (size_t)MIN((uint64_t)in->len, c->x->resp_left);
+        c->x->resp_left -= c->x->pass;
+        c->x->resp_done = c->x->resp_left == 0;
+        if (c->x->sse)
+            relay_count_sse(c->x, buf_data(in), c->x->pass);
+        break;
+    case HTTP1_BODY_CLOSE:
+        c->x->pass = in->len;
+        if (c->x->sse)
+            relay_count_sse(c->x, buf_data(in), c->x->pass);
+        break;
+    case HTTP1_BODY_CHUNKED: {
+        size_t off = 0;
+        while (off < in->len) {
+            size_t used = 0;
+            struct slice d;
+            enum http1_chunk_rc rc =
+                http1_chunked_decode(&c->x->rck, buf_data(in) + off, in->len - off, &used, &d);
+            if (rc == HTTP1_CHUNK_ERROR)
+                return false;
+            if (rc == HTTP1_CHUNK_DATA && c->x->sse)
+                relay_count_sse(c->x, d.p, d.len);
+            if (c->x->dechunk && rc == HTTP1_CHUNK_DATA)
+                buf_append(&c->out, d.p, d.len);
+            off += used;
+            if (rc == HTTP1_CHUNK_DONE) {
+                c->x->resp_done = true;
+                break;
+            }
+        }
+        if (c->x->dechunk) {
+            c->x->bytes_out += off;
+            buf_consume(in, off);
+        } else {
+            c->x->pass = off;
+        }
+        break;
+    }
+    }
+    return true;
+}
+
+/* Notes that response body bytes arrived: live speed for the policy. */
+static void mark_body(struct conn *c)
+{
+    int64_t t = util_now_us();
+    if (c->x->events++ == 0)
+        c->x->t_first_us = t;
+    c->x->t_last_us = t;
+}
+
+/* Learns which backend stored an upload, from the id in its JSON answer
+ * (when the whole small body came with the head). */
+static void learn_upload(struct conn *c)
+{
+    struct buf *in = &c->x->up->in;
+    struct slice v;
+    char id[64];
+    if (c->status != 200 || c->x->resp_framing != HTTP1_BODY_LENGTH || in->len < c->x->resp_left)
+        return;
+    if (json_top_string(buf_data(in), (size_t)c->x->resp_left, "id", &v) == 1 &&
+        json_decode_slice(buf_data(in), v, id, sizeof(id)) > 0)
+        reg_file_put(&conn_srv(c)->reg, id, c->x->be->spec.name);
+}
+
+/* Moves response bytes from the upstream to the client, reading the
+ * upstream only when the client has taken everything before. */
+void relay_run(struct conn *c)
+{
+    struct upconn *u = c->x->up;
+    for (int rounds = 0; rounds < 64 && !c->closed && c->x->up == u; rounds++) {
+        if (!frame_upstream(c)) {
+            log_info("backend %s: invalid framing mid-response", c->x->be->spec.name);
+            atomic_fetch_add(&c->x->be->stats.failures, 1);
+            conn_close(c); /* truncated, never a fake clean end */
+            return;
+        }
+        conn_flush(c);
+        if (c->closed)
+            return;
+        if (c->x->pass > 0 || c->out.len > 0) {
+            /* The client is slow: wait for its EV_WRITE, read nothing more
+             * upstream. Its send deadline runs, not the backend's idle one. */
+            ev_timer_stop(c->w->loop, &u->timer);
+            return;
+        }
+        if (c->x->resp_done) {
+            if (u->in.len > 0 || (u->eof && c->x->resp_framing != HTTP1_BODY_CLOSE))
+                c->x->up_reusable = false; /* extra bytes after the message: never reuse */
+            finish_response(c);
+            return;
+        }
+        if (u->eof) {
+            if (c->x->resp_framing == HTTP1_BODY_CLOSE && !u->reset) {
+                c->x->resp_done = true;
+                c->x->up_reusable = false;
+                continue;
+            }
+            log_info("backend %s: closed mid-response", c->x->be->spec.name);
+            atomic_fetch_add(&c->x->be->stats.failures, 1);
+            conn_close(c);
+            return;
+        }
+        if (!u->rd_ready) {
+            /* Waiting for the next token: hold no buffer memory meanwhile. */
+            if (u->in.len == 0)
+                buf_release(&u->in);
+            up_arm(u, conn_cfg(c)->stream_idle_timeout);
+            return;
+        }
+        char *p = buf_reserve(&u->in, BUF_CHUNK / 4);
+        size_t room = buf_room(&u->in);
+        ssize_t r = net_read(u->io.fd, p, room, &u->rd_ready, u->rdhup);
+        if (r > 0) {
+            buf_commit(&u->in, (size_t)r);
+            mark_body(c);
+            continue;
+        }
+        if (r == -EAGAIN)
+            continue;
+        u->eof = true;
+        u->reset = r < 0; /* an error (a reset) is the end, but not a clean one */
+    }
+    if (!c->closed && c->x->up == u && c->state == CS_RELAY)
+        conn_resume_later(c); /* fairness cap reached with work left */
+}
+
+void relay_start(struct conn *c, const struct http1_msg *r, int hl)
+{
+    struct upconn *u = c->x->up;
+    int st = r->status;
+    c->status = st;
+    c->x->ttfb_us = util_now_us() - c->x->t0_us;
+    c->x->resp_framing = r->framing;
+    c->x->resp_left = r->content_length;
+    /* A backend may answer before it has read the whole request (an early
+     * 413); what we did not send would prefix the next request on this
+     * connection, so such a connection is never reused. */
+    c->x->up_reusable = r->keep_alive && !r->cl_and_te && r->framing != HTTP1_BODY_CLOSE &&
+                     u->sent == c->x->uphead.len + c->x->clhdr_len + c->x->body.len;
+    const struct http1_header *ct = http1_find(r, "content-type");
+    c->x->sse = ct != NULL && ct->value.len >= 17 && memcmp(ct->value.p, "text/event-stream", 17) == 0;
+    build_client_head(c, r);
+    buf_consume(&u->in, (size_t)hl);
+    ev_timer_stop(c->w->loop, &u->timer);
+    if (u->in.len > 0 || c->x->resp_framing == HTTP1_BODY_NONE)
+        mark_body(c);
+    if (c->x->is_upload)
+        learn_upload(c);
+    c->state = CS_RELAY;
+    if (u->sent == c->x->uphead.len + c->x->clhdr_len + c->x->body.len) {
+        buf_free(&c->x->uphead);
+        exchange_body_free(c->x);
+        c->x->clhdr_len = 0;
+        u->sent = 0;
+    }
+    relay_run(c);
+}
