@@ -50,12 +50,16 @@ $(B)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
+# Archives are made anew: ar keeps members whose source file was removed.
 $(B)/libcommon.a: $(COMMON_OBJ)
+	@rm -f $@
 	$(AR) rcs $@ $^
 # The proxy and the simulator as libraries (main.o left out) so unit tests link them.
 $(B)/libproxy.a: $(filter-out %/main.o,$(PROXY_OBJ))
+	@rm -f $@
 	$(AR) rcs $@ $^
 $(B)/libsim.a: $(filter-out %/main.o,$(SIM_OBJ))
+	@rm -f $@
 	$(AR) rcs $@ $^
 
 $(B)/llamalb: $(B)/obj/src/proxy/main.o $(B)/libproxy.a $(B)/libcommon.a
