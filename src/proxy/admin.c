@@ -17,6 +17,7 @@
 
 #include "json.h"
 #include "log.h"
+#include "metrics.h"
 #include "proxy.h"
 #include "util.h"
 
@@ -333,94 +334,72 @@ out:
 static void do_metrics(struct conn *c)
 {
     struct server *s = c->w->srv;
+    struct server_stats *st = &s->stats;
     struct buf b = {0};
     static const char *const classes[] = {"none", "1xx", "2xx", "3xx", "4xx", "5xx"};
-    buf_printf(&b, "# HELP llamalb_up 1 while the balancer runs.\n# TYPE llamalb_up gauge\n"
-                   "llamalb_up 1\n"
-                   "# HELP llamalb_draining 1 while draining.\n# TYPE llamalb_draining gauge\n"
-                   "llamalb_draining %d\n",
-               atomic_load(&s->draining) ? 1 : 0);
-    buf_printf(&b, "# HELP llamalb_connections_active Open client connections.\n"
-                   "# TYPE llamalb_connections_active gauge\nllamalb_connections_active %llu\n"
-                   "# HELP llamalb_connections_total Accepted client connections.\n"
-                   "# TYPE llamalb_connections_total counter\nllamalb_connections_total %llu\n",
-               (unsigned long long)atomic_load(&s->stats.conns_active),
-               (unsigned long long)atomic_load(&s->stats.conns_accepted));
-    buf_printf(&b, "# HELP llamalb_admin_connections_active Open admin connections "
-                   "(--admin-max-conns).\n"
-                   "# TYPE llamalb_admin_connections_active gauge\n"
-                   "llamalb_admin_connections_active %llu\n"
-                   "# HELP llamalb_body_memory_bytes Memory reserved for request bodies "
-                   "(--max-body-memory).\n# TYPE llamalb_body_memory_bytes gauge\n"
-                   "llamalb_body_memory_bytes %llu\n"
-                   "# HELP llamalb_body_memory_refused_total Requests refused with 503: "
-                   "request body memory full.\n"
-                   "# TYPE llamalb_body_memory_refused_total counter\n"
-                   "llamalb_body_memory_refused_total %llu\n"
-                   "# HELP llamalb_slow_client_cuts_total Responses of capped backends cut "
-                   "because the client kept them waiting (--slow-client-budget).\n"
-                   "# TYPE llamalb_slow_client_cuts_total counter\n"
-                   "llamalb_slow_client_cuts_total %llu\n",
-               (unsigned long long)atomic_load(&s->stats.admin_conns_active),
-               (unsigned long long)atomic_load(&s->stats.body_mem),
-               (unsigned long long)atomic_load(&s->stats.body_mem_refused),
-               (unsigned long long)atomic_load(&s->stats.slow_client_cuts));
-    buf_printf(&b, "# HELP llamalb_requests_total Requests whose head was accepted.\n"
-                   "# TYPE llamalb_requests_total counter\nllamalb_requests_total %llu\n",
-               (unsigned long long)atomic_load(&s->stats.requests));
-    buf_append_str(&b, "# HELP llamalb_responses_total Responses sent, by status class.\n"
-                       "# TYPE llamalb_responses_total counter\n");
-    for (int k = 1; k < 6; k++)
-        buf_printf(&b, "llamalb_responses_total{code=\"%s\"} %llu\n", classes[k],
-                   (unsigned long long)atomic_load(&s->stats.responses[k]));
-    buf_append_str(&b, "# HELP llamalb_local_responses_total Responses the balancer made "
-                       "itself (errors), by status.\n"
-                       "# TYPE llamalb_local_responses_total counter\n");
-    for (int st = 100; st < 600; st++) {
-        uint64_t v = atomic_load(&s->stats.local_errors[st]);
-        if (v)
-            buf_printf(&b, "llamalb_local_responses_total{status=\"%d\"} %llu\n", st,
-                       (unsigned long long)v);
+    /* The process families, in the order /metrics has always listed them;
+     * the registry appends its own (queue, backends, models). */
+    const struct metric_scalar head[] = {
+        {{"llamalb_up", "1 while the balancer runs.", METRIC_GAUGE}, METRIC_INT, 1, 0},
+        {{"llamalb_draining", "1 while draining.", METRIC_GAUGE}, METRIC_INT,
+         atomic_load(&s->draining) ? 1 : 0, 0},
+        {{"llamalb_connections_active", "Open client connections.", METRIC_GAUGE}, METRIC_INT,
+         atomic_load(&st->conns_active), 0},
+        {{"llamalb_connections_total", "Accepted client connections.", METRIC_COUNTER},
+         METRIC_INT, atomic_load(&st->conns_accepted), 0},
+        {{"llamalb_admin_connections_active", "Open admin connections (--admin-max-conns).",
+          METRIC_GAUGE}, METRIC_INT, atomic_load(&st->admin_conns_active), 0},
+        {{"llamalb_body_memory_bytes", "Memory reserved for request bodies (--max-body-memory).",
+          METRIC_GAUGE}, METRIC_INT, atomic_load(&st->body_mem), 0},
+        {{"llamalb_body_memory_refused_total",
+          "Requests refused with 503: request body memory full.", METRIC_COUNTER},
+         METRIC_INT, atomic_load(&st->body_mem_refused), 0},
+        {{"llamalb_slow_client_cuts_total",
+          "Responses of capped backends cut because the client kept them waiting "
+          "(--slow-client-budget).", METRIC_COUNTER},
+         METRIC_INT, atomic_load(&st->slow_client_cuts), 0},
+        {{"llamalb_requests_total", "Requests whose head was accepted.", METRIC_COUNTER},
+         METRIC_INT, atomic_load(&st->requests), 0},
+    };
+    const struct metric_scalar tail[] = {
+        {{"llamalb_no_backend_total", "Requests refused with no eligible backend.",
+          METRIC_COUNTER}, METRIC_INT, atomic_load(&st->no_backend), 0},
+        {{"llamalb_aborted_total",
+          "Responses cut short (client left or upstream died mid-response).", METRIC_COUNTER},
+         METRIC_INT, atomic_load(&st->aborted_streams), 0},
+        {{"llamalb_upstream_connects_total",
+          "Upstream connections opened (a low count against requests means the pools work).",
+          METRIC_COUNTER}, METRIC_INT, atomic_load(&st->up_connects), 0},
+        {{"llamalb_upstream_reuses_total", "Requests sent on a pooled upstream connection.",
+          METRIC_COUNTER}, METRIC_INT, atomic_load(&st->up_reuses), 0},
+        {{"llamalb_admin_changes_total", "Registry changes through the admin API.",
+          METRIC_COUNTER}, METRIC_INT, atomic_load(&st->admin_changes), 0},
+        {{"llamalb_admin_auth_failures_total", "Admin requests refused for a bad token.",
+          METRIC_COUNTER}, METRIC_INT, atomic_load(&st->admin_auth_failures), 0},
+    };
+    static const struct metric_family responses = {
+        "llamalb_responses_total", "Responses sent, by status class.", METRIC_COUNTER};
+    static const struct metric_family local = {
+        "llamalb_local_responses_total",
+        "Responses the balancer made itself (errors), by status.", METRIC_COUNTER};
+
+    metric_scalars(&b, head, ARRAY_SIZE(head));
+    metric_head(&b, &responses);
+    for (int k = 1; k < 6; k++) {
+        struct metric_label l = {"code", classes[k]};
+        metric_u64(&b, responses.name, NULL, &l, 1, atomic_load(&st->responses[k]));
     }
-    buf_printf(&b, "# HELP llamalb_no_backend_total Requests refused with no eligible backend.\n"
-                   "# TYPE llamalb_no_backend_total counter\nllamalb_no_backend_total %llu\n"
-                   "# HELP llamalb_aborted_total Responses cut short (client left or upstream "
-                   "died mid-response).\n# TYPE llamalb_aborted_total counter\n"
-                   "llamalb_aborted_total %llu\n"
-                   "# HELP llamalb_upstream_connects_total Upstream connections opened (a low "
-                   "count against requests means the pools work).\n"
-                   "# TYPE llamalb_upstream_connects_total counter\n"
-                   "llamalb_upstream_connects_total %llu\n"
-                   "# HELP llamalb_upstream_reuses_total Requests sent on a pooled upstream "
-                   "connection.\n# TYPE llamalb_upstream_reuses_total counter\n"
-                   "llamalb_upstream_reuses_total %llu\n"
-                   "# HELP llamalb_admin_changes_total Registry changes through the admin API.\n"
-                   "# TYPE llamalb_admin_changes_total counter\nllamalb_admin_changes_total %llu\n"
-                   "# HELP llamalb_admin_auth_failures_total Admin requests refused for a bad "
-                   "token.\n# TYPE llamalb_admin_auth_failures_total counter\n"
-                   "llamalb_admin_auth_failures_total %llu\n",
-               (unsigned long long)atomic_load(&s->stats.no_backend),
-               (unsigned long long)atomic_load(&s->stats.aborted_streams),
-               (unsigned long long)atomic_load(&s->stats.up_connects),
-               (unsigned long long)atomic_load(&s->stats.up_reuses),
-               (unsigned long long)atomic_load(&s->stats.admin_changes),
-               (unsigned long long)atomic_load(&s->stats.admin_auth_failures));
-    buf_printf(&b, "# HELP llamalb_queue_length Requests waiting for a free backend.\n"
-                   "# TYPE llamalb_queue_length gauge\nllamalb_queue_length %u\n"
-                   "# HELP llamalb_queued_total Requests that had to wait for a free backend.\n"
-                   "# TYPE llamalb_queued_total counter\nllamalb_queued_total %llu\n"
-                   "# HELP llamalb_queue_wait_seconds_sum Time queued requests waited.\n"
-                   "# TYPE llamalb_queue_wait_seconds_sum counter\n"
-                   "llamalb_queue_wait_seconds_sum %.6f\n"
-                   "# HELP llamalb_queue_rejected_total Requests refused: queue full.\n"
-                   "# TYPE llamalb_queue_rejected_total counter\nllamalb_queue_rejected_total %llu\n"
-                   "# HELP llamalb_queue_timeouts_total Requests that waited too long.\n"
-                   "# TYPE llamalb_queue_timeouts_total counter\nllamalb_queue_timeouts_total %llu\n",
-               reg_queue_length(&s->reg), (unsigned long long)atomic_load(&s->reg.queued_total),
-               (double)atomic_load(&s->reg.queue_wait_us) / 1e6,
-               (unsigned long long)atomic_load(&s->reg.queue_rejects),
-               (unsigned long long)atomic_load(&s->reg.queue_timeouts));
-    reg_dump_metrics(&s->reg, &b, ev_now(c->w->loop));
+    metric_head(&b, &local);
+    for (int code = 100; code < 600; code++) {
+        uint64_t v = atomic_load(&st->local_errors[code]);
+        char sv[8];
+        snprintf(sv, sizeof(sv), "%d", code);
+        struct metric_label l = {"status", sv};
+        if (v)
+            metric_u64(&b, local.name, NULL, &l, 1, v);
+    }
+    metric_scalars(&b, tail, ARRAY_SIZE(tail));
+    reg_write_metrics(&s->reg, &b, ev_now(c->w->loop));
     conn_respond(c, 200, "text/plain; version=0.0.4; charset=utf-8", buf_data(&b), b.len, NULL);
     buf_free(&b);
 }
