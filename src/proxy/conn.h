@@ -112,6 +112,7 @@ struct exchange {
     int64_t stalled_ms;         /* total time the client kept this response waiting */
     bool sse;                   /* the response is text/event-stream */
     bool sse_nl;                /* the last payload byte seen was a newline */
+    bool sse_cr;                /* ... and a CR was seen at that line's start */
     unsigned sse_events;        /* SSE events seen (blank-line terminated) */
 };
 

@@ -84,15 +84,9 @@ static void finish_response(struct conn *c)
     int64_t dur_us = util_now_us() - c->x->t0_us;
     bool failed = c->status >= 500;
 
-    atomic_fetch_add(&b->stats.requests, 1);
-    atomic_fetch_add(&b->stats.status[c->status / 100], 1);
-    atomic_fetch_add(&b->stats.bytes_out, c->x->bytes_out);
-    atomic_fetch_add(&b->stats.lat_sum_us, (uint64_t)dur_us);
-    atomic_fetch_add(&b->stats.ttfb_sum_us, (uint64_t)c->x->ttfb_us);
-    unsigned k = 0;
-    while (k < REG_LAT_BUCKETS && (double)dur_us / 1e6 > reg_lat_bounds[k])
-        k++;
-    atomic_fetch_add(&b->stats.lat_count[k], 1);
+    struct reg_response rr = {.status = c->status, .bytes = c->x->bytes_out, .dur_us = dur_us,
+                              .ttfb_us = c->x->ttfb_us, .sse_events = c->x->sse_events};
+    reg_record_response(&s->reg, b, &rr);
     atomic_fetch_add(&s->stats.responses[c->status / 100], 1);
     worker_log_access(c, b->spec.name);
 
@@ -108,31 +102,39 @@ static void finish_response(struct conn *c)
             o.tbt_us = (c->x->t_last_us - c->x->t_first_us) / (c->x->events - 1);
     }
     o.sse_events = c->x->sse_events;
-    if (c->x->sse_events > 0)
-        atomic_fetch_add(&b->stats.events, c->x->sse_events);
     reg_release(&s->reg, b, &o, conn_now(c));
     backend_unref(b);
     c->x->be = NULL;
     conn_next_request(c);
 }
 
-/* Counts SSE events (lines ended by a blank line) in response payload. */
+/* Counts SSE events: an empty line ("\n" or "\r\n" right after a line's
+ * end) ends one. The state (at a line's start, a CR seen there) carries
+ * across reads, so the count does not depend on where the reads cut. */
 void relay_count_sse(struct exchange *x, const char *p, size_t n)
 {
     const char *end = p + n;
     while (p < end) {
-        const char *nl = memchr(p, '\n', (size_t)(end - p));
-        if (nl == NULL) {
+        if (x->sse_nl) { /* at the start of a line */
+            if (*p == '\r' && !x->sse_cr) {
+                x->sse_cr = true;
+                p++;
+                continue;
+            }
+            if (*p == '\n') { /* an empty line */
+                x->sse_events++;
+                x->sse_cr = false;
+                p++;
+                continue;
+            }
             x->sse_nl = false;
-            return;
+            x->sse_cr = false;
         }
-        /* "\n\n" or "\n\r\n" ends an event; a newline right after one counts. */
-        if (x->sse_nl && (nl == p || (nl == p + 1 && p[0] == '\r')))
-            x->sse_events++;
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        if (nl == NULL)
+            return;
         x->sse_nl = true;
         p = nl + 1;
-        if (p < end && *p != '\n' && *p != '\r')
-            x->sse_nl = false;
     }
 }
 

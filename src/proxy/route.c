@@ -219,7 +219,7 @@ void route_queue_timeout(struct conn *c)
         route_dequeued(c);
         return;
     }
-    atomic_fetch_add(&conn_srv(c)->reg.queue_timeouts, 1);
+    reg_note_queue_timeout(&conn_srv(c)->reg);
     c->state = CS_LOCAL;
     conn_error(c, 503, "every backend is busy: timed out waiting in the queue", "server_error",
                "queue_timeout");

@@ -368,9 +368,7 @@ static void up_failed(struct conn *c, const char *err)
         if (err == up_err_connect || err == up_err_connect_timeout) {
             /* A refused or unreachable backend is down for certain: eject at
              * once rather than after eject_after requests. */
-            pthread_mutex_lock(&s->reg.lock);
-            b->consecutive_failures = s->reg.eject_after ? s->reg.eject_after - 1 : 0;
-            pthread_mutex_unlock(&s->reg.lock);
+            reg_note_unreachable(&s->reg, b);
         }
     }
     if (err == up_err_stale && c->x->stale_retries < 2) {
