@@ -1,0 +1,162 @@
+/* SPDX-License-Identifier: MIT
+ * relay.c: the response from the upstream's head to the client's last byte,
+ * through a real worker (proxy_world.h). Content-Length and chunked bodies
+ * pass byte for byte; an HTTP/1.0 client gets a chunked body de-chunked and
+ * delimited by the close; a framing error or a backend that dies mid-body
+ * cuts the client's stream without a terminator; bytes after a complete
+ * message are never forwarded and the connection is not pooled; SSE events
+ * are counted whatever the read boundaries. */
+#include <errno.h>
+
+#include "../tap.h"
+#include "proxy_world.h"
+
+static char buf[1 << 20];
+
+/* Reads one request head from a backend connection. */
+static bool backend_read_request(int bfd)
+{
+    size_t len = 0;
+    return read_until(bfd, buf, sizeof(buf), &len, "\r\n\r\n") > 0;
+}
+
+static void test_count_sse(void)
+{
+    static const char ev[] = "data: {\"a\":1}\n\ndata: {\"b\":2}\n\n: comment\n\ndata: [DONE]\n\n";
+    struct exchange x;
+    memset(&x, 0, sizeof(x));
+    relay_count_sse(&x, ev, sizeof(ev) - 1);
+    is_int(x.sse_events, 4, "four blank-line-terminated events in one read");
+    for (size_t cut = 1; cut < sizeof(ev) - 1; cut++) {
+        memset(&x, 0, sizeof(x));
+        relay_count_sse(&x, ev, cut);
+        relay_count_sse(&x, ev + cut, sizeof(ev) - 1 - cut);
+        if (x.sse_events != 4) {
+            ok(0, "split at %zu: %u events", cut, x.sse_events);
+            return;
+        }
+    }
+    ok(1, "the same four events at every split point");
+    memset(&x, 0, sizeof(x));
+    static const char crlf[] = "data: a\r\n\r\ndata: b\r\n\r\n";
+    for (size_t i = 0; i < sizeof(crlf) - 1; i++)
+        relay_count_sse(&x, crlf + i, 1);
+    is_int(x.sse_events, 2, "CRLF line ends, one byte per read");
+}
+
+static void test_content_length(struct world *wd)
+{
+    int cfd = world_client(wd, 0);
+    WRITE_STR(cfd, "GET /v1/x HTTP/1.1\r\nHost: a\r\n\r\n");
+    int bfd = world_backend_accept(wd);
+    ok(bfd >= 0 && backend_read_request(bfd), "the request reaches the backend");
+    WRITE_STR(bfd, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 10\r\n\r\n01234");
+    usleep(20000);
+    WRITE_STR(bfd, "56789");
+    size_t len = 0;
+    long end = read_until(cfd, buf, sizeof(buf), &len, "0123456789");
+    ok(end > 0 && strstr(buf, "Content-Length: 10\r\n") != NULL,
+       "a Content-Length body arrives whole, in two reads");
+    /* the connection went back to the pool: the next request reuses it */
+    WRITE_STR(cfd, "GET /v1/y HTTP/1.1\r\nHost: a\r\n\r\n");
+    ok(backend_read_request(bfd), "the next request comes on the same upstream connection");
+    WRITE_STR(bfd, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+    len = 0;
+    ok(read_until(cfd, buf, sizeof(buf), &len, "\r\n\r\nok") > 0, "and is answered");
+    close(cfd);
+    close(bfd);
+}
+
+static void test_chunked(struct world *wd, bool http10)
+{
+    int cfd = world_client(wd, 0);
+    WRITE_STR(cfd, http10 ? "GET /s HTTP/1.0\r\nHost: a\r\n\r\n" : "GET /s HTTP/1.1\r\nHost: a\r\n\r\n");
+    int bfd = world_backend_accept(wd);
+    backend_read_request(bfd);
+    WRITE_STR(bfd, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                   "Transfer-Encoding: chunked\r\n\r\n");
+    const char *events[] = {"data: w1\n\n", "data: w2\n\n", "data: [DONE]\n\n"};
+    for (int i = 0; i < 3; i++) {
+        char chunk[64];
+        snprintf(chunk, sizeof(chunk), "%zx\r\n%s\r\n", strlen(events[i]), events[i]);
+        WRITE_STR(bfd, chunk);
+        usleep(10000);
+    }
+    WRITE_STR(bfd, "0\r\n\r\n");
+    size_t len = 0;
+    if (http10) {
+        long n = read_to_eof(cfd, buf, sizeof(buf), &len);
+        char *body = strstr(buf, "\r\n\r\n");
+        ok(n > 0 && body != NULL && strcmp(body + 4, "data: w1\n\ndata: w2\n\ndata: [DONE]\n\n") == 0,
+           "HTTP/1.0 client: the stream de-chunked, ended by the close");
+        ok(strstr(buf, "Transfer-Encoding") == NULL && strstr(buf, "Connection: close") != NULL,
+           "HTTP/1.0 client: no chunked framing, Connection: close");
+    } else {
+        long end = read_until(cfd, buf, sizeof(buf), &len, "0\r\n\r\n");
+        ok(end > 0 && strstr(buf, "Transfer-Encoding: chunked\r\n") != NULL &&
+               strstr(buf, "a\r\ndata: w1\n\n\r\n") != NULL,
+           "HTTP/1.1 client: chunks pass as they came, terminator included");
+    }
+    close(cfd);
+    close(bfd);
+}
+
+static void test_cut(struct world *wd, const char *how)
+{
+    int cfd = world_client(wd, 0);
+    WRITE_STR(cfd, "GET /s HTTP/1.1\r\nHost: a\r\n\r\n");
+    int bfd = world_backend_accept(wd);
+    backend_read_request(bfd);
+    WRITE_STR(bfd, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n");
+    usleep(50000); /* the valid chunk is relayed before what follows arrives */
+    if (strcmp(how, "framing") == 0)
+        WRITE_STR(bfd, "zz\r\nbad\r\n");
+    close(bfd); /* "close": dies mid-body */
+    size_t len = 0;
+    long n = read_to_eof(cfd, buf, sizeof(buf), &len);
+    ok(n > 0 && strstr(buf, "5\r\nhello\r\n") != NULL && strstr(buf, "0\r\n\r\n") == NULL,
+       "%s mid-body: the client gets what came, then the close, no terminator", how);
+    close(cfd);
+}
+
+static void test_extra_bytes(struct world *wd)
+{
+    int cfd = world_client(wd, 0);
+    WRITE_STR(cfd, "GET /x HTTP/1.1\r\nHost: a\r\n\r\n");
+    int bfd = world_backend_accept(wd);
+    backend_read_request(bfd);
+    WRITE_STR(bfd, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokSMUGGLED");
+    size_t len = 0;
+    read_until(cfd, buf, sizeof(buf), &len, "\r\n\r\nok");
+    usleep(50000);
+    char more[64];
+    set_timeout(cfd, 200);
+    ssize_t r = read(cfd, more, sizeof(more));
+    ok(r < 0 && strstr(buf, "SMUGGLED") == NULL, "bytes after the message never reach the client");
+    set_timeout(cfd, 3000);
+    WRITE_STR(cfd, "GET /y HTTP/1.1\r\nHost: a\r\n\r\n");
+    int bfd2 = world_backend_accept(wd);
+    ok(bfd2 >= 0 && backend_read_request(bfd2),
+       "the next request opens a new upstream connection (the old one is not pooled)");
+    WRITE_STR(bfd2, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+    len = 0;
+    ok(read_until(cfd, buf, sizeof(buf), &len, "\r\n\r\n") > 0, "and is answered");
+    close(cfd);
+    close(bfd);
+    close(bfd2);
+}
+
+int main(void)
+{
+    struct world wd;
+    test_count_sse();
+    world_start(&wd, 0, NULL);
+    test_content_length(&wd);
+    test_chunked(&wd, false);
+    test_chunked(&wd, true);
+    test_cut(&wd, "close");
+    test_cut(&wd, "framing");
+    test_extra_bytes(&wd);
+    world_stop(&wd);
+    return done_testing();
+}
