@@ -578,6 +578,9 @@ static int hexval(unsigned char c)
     return -1;
 }
 
+/* A state machine over the chunk framing (size line, data, CRLF, trailers):
+ * one function, one switch, kept whole on purpose so each state's byte rules
+ * read in one place. */
 enum http1_chunk_rc http1_chunked_decode(struct http1_chunked *d, const char *buf, size_t len,
                                          size_t *consumed, struct slice *data)
 {

@@ -234,10 +234,78 @@ bool cfg_allowed(const struct cfg *c, const struct net_addr *a)
 }
 
 /* Applies option <o> with value <v> (NULL for a bare boolean flag). */
+/* Options whose string value is one of a few keywords. */
+static int apply_keyword(struct cfg *c, const struct opt *o, const char *v, char *err,
+                         size_t errlen)
+{
+    if (strcmp(o->name, "unknown-model") == 0) {
+        if (strcmp(v, "any") != 0 && strcmp(v, "reject") != 0) {
+            snprintf(err, errlen, "unknown-model: expected any or reject");
+            return -1;
+        }
+        c->reject_unknown_model = strcmp(v, "reject") == 0;
+        return 0;
+    }
+    if (strcmp(o->name, "log-level") == 0) {
+        enum log_level lvl;
+        if (log_parse_level(v, &lvl) != 0) {
+            snprintf(err, errlen, "log-level: expected debug, info, warn or error");
+            return -1;
+        }
+        log_min_level = lvl;
+        return 0;
+    }
+    c->affinity[0] = '\0'; /* --affinity off */
+    return 0;
+}
+
+/* Options that may be given many times, each adding one entry. */
+static int apply_repeated(struct cfg *c, const struct opt *o, const char *v, char *err,
+                          size_t errlen)
+{
+    char nerr[NET_ERR_LEN];
+    if (o->type == OPT_BACKEND) {
+        struct backend_spec s;
+        if (reg_spec_parse(v, &s, nerr) != 0) {
+            snprintf(err, errlen, "%s", nerr);
+            return -1;
+        }
+        for (unsigned i = 0; i < c->nbackends; i++) {
+            if (strcmp(c->backends[i].name, s.name) == 0) {
+                snprintf(err, errlen, "backend '%.64s' given twice", s.name);
+                reg_spec_free(&s);
+                return -1;
+            }
+        }
+        c->backends = xrealloc(c->backends, (c->nbackends + 1) * sizeof(*c->backends));
+        c->backends[c->nbackends++] = s;
+        return 0;
+    }
+    if (o->type == OPT_CIDR) {
+        if (c->nallow == CFG_MAX_ALLOW || parse_cidr(v, &c->allow[c->nallow]) != 0) {
+            snprintf(err, errlen, "backend-allow: expected an IP or CIDR such as 10.0.0.0/8");
+            return -1;
+        }
+        c->nallow++;
+        return 0;
+    }
+    const char *eq = strchr(v, '='); /* OPT_ALIAS */
+    if (c->naliases == CFG_MAX_ALIASES || eq == NULL || eq == v || eq[1] == '\0' ||
+        (size_t)(eq - v) >= sizeof(c->aliases[0].from) ||
+        strlen(eq + 1) >= sizeof(c->aliases[0].to)) {
+        snprintf(err, errlen, "model-alias: expected REQUESTED=SERVED");
+        return -1;
+    }
+    memcpy(c->aliases[c->naliases].from, v, (size_t)(eq - v));
+    c->aliases[c->naliases].from[eq - v] = '\0';
+    strcpy(c->aliases[c->naliases].to, eq + 1);
+    c->naliases++;
+    return 0;
+}
+
 static int apply(struct cfg *c, const struct opt *o, const char *v, char *err, size_t errlen)
 {
     char *field = (char *)c + o->off;
-    char nerr[NET_ERR_LEN];
     uint64_t n;
     int64_t ms;
     if (v == NULL && o->type != OPT_BOOL && o->type != OPT_FLAG) {
@@ -246,27 +314,9 @@ static int apply(struct cfg *c, const struct opt *o, const char *v, char *err, s
     }
     switch (o->type) {
     case OPT_STR:
-        if (strcmp(o->name, "unknown-model") == 0) {
-            if (strcmp(v, "any") != 0 && strcmp(v, "reject") != 0) {
-                snprintf(err, errlen, "unknown-model: expected any or reject");
-                return -1;
-            }
-            c->reject_unknown_model = strcmp(v, "reject") == 0;
-            return 0;
-        }
-        if (strcmp(o->name, "affinity") == 0 && strcmp(v, "off") == 0) {
-            c->affinity[0] = '\0';
-            return 0;
-        }
-        if (strcmp(o->name, "log-level") == 0) {
-            enum log_level lvl;
-            if (log_parse_level(v, &lvl) != 0) {
-                snprintf(err, errlen, "log-level: expected debug, info, warn or error");
-                return -1;
-            }
-            log_min_level = lvl;
-            return 0;
-        }
+        if (strcmp(o->name, "unknown-model") == 0 || strcmp(o->name, "log-level") == 0 ||
+            (strcmp(o->name, "affinity") == 0 && strcmp(v, "off") == 0))
+            return apply_keyword(c, o, v, err, errlen);
         if (strlen(v) >= o->size) {
             snprintf(err, errlen, "%s: value too long", o->name);
             return -1;
@@ -318,44 +368,10 @@ static int apply(struct cfg *c, const struct opt *o, const char *v, char *err, s
             return -1;
         }
         return 0;
-    case OPT_BACKEND: {
-        struct backend_spec s;
-        if (reg_spec_parse(v, &s, nerr) != 0) {
-            snprintf(err, errlen, "%s", nerr);
-            return -1;
-        }
-        for (unsigned i = 0; i < c->nbackends; i++) {
-            if (strcmp(c->backends[i].name, s.name) == 0) {
-                snprintf(err, errlen, "backend '%.64s' given twice", s.name);
-                reg_spec_free(&s);
-                return -1;
-            }
-        }
-        c->backends = xrealloc(c->backends, (c->nbackends + 1) * sizeof(*c->backends));
-        c->backends[c->nbackends++] = s;
-        return 0;
-    }
+    case OPT_BACKEND:
     case OPT_CIDR:
-        if (c->nallow == CFG_MAX_ALLOW || parse_cidr(v, &c->allow[c->nallow]) != 0) {
-            snprintf(err, errlen, "backend-allow: expected an IP or CIDR such as 10.0.0.0/8");
-            return -1;
-        }
-        c->nallow++;
-        return 0;
-    case OPT_ALIAS: {
-        const char *eq = strchr(v, '=');
-        if (c->naliases == CFG_MAX_ALIASES || eq == NULL || eq == v || eq[1] == '\0' ||
-            (size_t)(eq - v) >= sizeof(c->aliases[0].from) ||
-            strlen(eq + 1) >= sizeof(c->aliases[0].to)) {
-            snprintf(err, errlen, "model-alias: expected REQUESTED=SERVED");
-            return -1;
-        }
-        memcpy(c->aliases[c->naliases].from, v, (size_t)(eq - v));
-        c->aliases[c->naliases].from[eq - v] = '\0';
-        strcpy(c->aliases[c->naliases].to, eq + 1);
-        c->naliases++;
-        return 0;
-    }
+    case OPT_ALIAS:
+        return apply_repeated(c, o, v, err, errlen);
     case OPT_FLAG:
         return 0;
     }
