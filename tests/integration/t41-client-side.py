@@ -1,15 +1,12 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: MIT
-"""Regressions for defects a code review found in the request path:
-an absolute-form target with no authority hung a worker; a response bigger
-than 64 relay rounds stalled forever on a fast client; a request followed by
-a half-close was dropped unanswered; an early error answer was lost to a
-TCP reset over unread request bytes; a pooled upstream connection that had
-only part of its request sent was reused; the backend's stream-idle timer
-ran while the relay waited on a slow client; a pipelined request refused
-before its head was parsed was logged under the previous request's line.
-Also: a Content-Length body read straight into the body buffer stops at the
-body's end."""
+"""The client side of the request path (src/proxy/conn.c), regressions from
+a code review: an absolute-form target with no authority hung a worker; a
+request followed by a half-close was dropped unanswered; an early error
+answer was lost to a TCP reset over unread request bytes; a Content-Length
+body read straight into the body buffer must stop at the body's end (the
+pipelined request behind it is its own); a pipelined request refused before
+its head was parsed was logged under the previous request's line."""
 import hashlib
 import os
 import socket
@@ -19,7 +16,7 @@ import time
 from harness import (FakeBackend, connect, deadline, done, is_, lb, ok, parse_response, raw,
                      read_until_close, request, respond_ok, serve_loop, sim, wait_for)
 
-deadline(120)
+deadline(60)
 s = sim(name="m")
 p = lb("--backend", "m=%s" % s.addr, "--default-max-inflight", "0")
 
@@ -28,22 +25,11 @@ out = raw(p.addr, b"GET http:// HTTP/1.1\r\nHost: x\r\n\r\n", timeout=3)
 ok(out.startswith(b"HTTP/1.1 400"), "an absolute-form target without authority gets 400")
 is_(request(p.addr, "GET", "/echo", timeout=3).status, 200, "and the worker is still serving")
 
-# -- a response of 8 MiB to a fast client arrives whole (no stall after 64 rounds)
-big = 8 << 20
-def big_answer(conn, req):
-    return (b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % big) + b"x" * big
-fb = FakeBackend(serve_loop(big_answer), name="big")
-p2 = lb("--backend", fb.backend_arg(), "--stream-idle-timeout", "3s")
-t0 = time.time()
-r = request(p2.addr, "GET", "/v1/files/download/file_x", timeout=20)
-ok(r.status == 200 and len(r.body) == big,
-   "an 8 MiB response arrives whole (%d bytes in %.2f s)" % (len(r.body), time.time() - t0))
-
 # -- a request followed by a half-close is answered
 # The request and the FIN go out in one segment (TCP_CORK holds the data,
 # shutdown appends the FIN to it), so the balancer reads both before it
 # dispatches. A FIN that arrives after dispatch is taken as the client
-# leaving, as nginx does by default (hardening.md F-09: free the backend at
+# leaving, as nginx does by default (F-09 in docs/hardening.md: free the backend at
 # once); sent separately, the two could land either way and the check flaked.
 c = connect(p.addr)
 c.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
@@ -74,48 +60,6 @@ try:
 except OSError:
     pass
 ok(got.startswith(b"HTTP/1.1 413"), "the 413 is read by a client that kept sending (%r)" % got[:20])
-c.close()
-
-# -- a connection whose request was only partly sent is not reused
-def early_handler(conn):
-    """Answers 413 as soon as a head arrives and reads nothing more, like a
-    server refusing a body: the proxy cannot finish sending it, so the
-    connection must not go back to the pool."""
-    conn.sock.settimeout(10)
-    data = b""
-    while b"\r\n\r\n" not in data:
-        d = conn.sock.recv(4096)
-        if not d:
-            return
-        data += d
-    conn.sock.sendall(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 0\r\n\r\n")
-    time.sleep(3)
-fb2 = FakeBackend(early_handler, name="early")
-p4 = lb("--backend", fb2.backend_arg(), "--max-body", "64m")
-body = b'{"model":"m","messages":[{"role":"user","content":"' + b"z" * 30000000 + b'"}]}'
-r1 = request(p4.addr, "POST", "/v1/chat/completions", body,
-             headers={"Content-Type": "application/json"}, timeout=10)
-r2 = request(p4.addr, "GET", "/echo", timeout=10)
-ok(r1.status == 413, "the early answer is relayed (%s)" % r1.status)
-ok(r2.status == 413 and fb2.nconns == 2,
-   "the next request goes on a fresh upstream connection, not after the unsent body "
-   "(%s, %d connections)" % (r2.status, fb2.nconns))
-
-# -- a slow client does not trip the backend's stream-idle timeout
-p5 = lb("--backend", fb.backend_arg(), "--stream-idle-timeout", "1s", "--send-timeout", "10s")
-c = connect(p5.addr)
-c.sendall(b"GET /x HTTP/1.1\r\nHost: x\r\n\r\n")
-got = 0
-t0 = time.time()
-c.settimeout(10)
-while got < big + 40 and time.time() - t0 < 15:
-    d = c.recv(65536)
-    if not d:
-        break
-    got += len(d)
-    if time.time() - t0 < 2.5:
-        time.sleep(0.05)  # read slowly for 2.5 s: longer than the idle timeout
-ok(got >= big, "a slow reader gets the whole response past --stream-idle-timeout (%d bytes)" % got)
 c.close()
 
 # -- a Content-Length body read straight into the body buffer: whole, in order,
