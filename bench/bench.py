@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: MIT
-"""llamalb against nginx and HAProxy (measurements 1-7 of the bench issue).
+"""llamalb against nginx and HAProxy (measurements 1-7 of README.md, "Benchmarks").
 
 Run by bench/run.sh (which builds the binaries, compiles bench/sse_load.c and
 raises the fd limit); usage: bench/bench.py BUILD_DIR OUT_BASENAME [--quick] [--only 1,3,...]

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: MIT
-"""LLM scheduling benchmark (issues 4 and 6, measurement 5).
+"""LLM scheduling benchmark (measurement 5 of README.md, "Benchmarks").
 
 Four single-slot llamalb-sim backends with service times of about 150, 150,
 100 and 75 ms; open-loop Poisson arrivals at a fraction of their total

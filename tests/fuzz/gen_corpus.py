@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: MIT
 # Writes the seed corpora of the fuzz targets into tests/fuzz/corpus/<target>/,
-# from the cases of hardening.md §2.3 (P-01..P-30), the positive controls and
+# from the cases of docs/hardening.md (P-01..P-30), the positive controls and
 # typical OpenAI-style traffic. Written by hand, nothing fetched. Head and
 # chunked seeds start with the two control bytes of tests/fuzz/fuzz_http1.h.
 # Usage: tests/fuzz/gen_corpus.py   (re-run after editing; files are named by

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: MIT
-# llamalb-sim answers like llama-api-server 0.28.1 (protocols.md §1): JSON
-# shapes and field order, headers, SSE framing byte for byte, error texts,
-# the 404 text, keep-alive, pipelining, HTTP/1.0 close-delimited streams.
+# llamalb-sim answers like llama-api-server 0.28.1 (docs/sim.md, "Wire format"
+# and "What the simulator relies on"): JSON shapes and field order, headers,
+# SSE framing byte for byte, error texts, the 404 text, keep-alive,
+# pipelining, HTTP/1.0 close-delimited streams.
 import json
 import os
 import re
@@ -38,7 +39,7 @@ is_(r.header("x-sim-id"), "s1", "X-Sim-Id on /echo")
 r = request(A, "POST", "/echo/anything", b"x")
 is_(r.body, b"echo test", "/echo/... is echo too")
 
-# ---- non-streaming chat (protocols.md §1.5)
+# ---- non-streaming chat (docs/sim.md, "What the bodies say", "Wire format")
 r = chat(A, content="hello world!", model="llama-3-1b", extra={"max_completion_tokens": 8})
 is_(r.status, 200, "chat 200")
 cors = [r.header("access-control-allow-" + k) for k in ("origin", "methods", "headers")]
@@ -81,7 +82,7 @@ r = request(A, "POST", "/v1/chat/completions",
              "max_completion_tokens": 1})
 is_(r.json()["usage"]["prompt_tokens"], 2, "content parts count for the prompt")
 
-# ---- streaming (protocols.md §1.6)
+# ---- streaming (docs/sim.md, "Wire format")
 r = chat(A, stream=True, extra={"max_completion_tokens": 3, "user": "u1"})
 is_(r.status, 200, "stream 200")
 is_([k for k, _ in r.headers], ["access-control-allow-origin", "access-control-allow-methods",
@@ -293,7 +294,8 @@ is_((resp.body, resp.header("connection")), (b"echo test", "keep-alive"), "HTTP/
 out = raw(A, b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n")
 like(out.decode(errors="replace"), r"^HTTP/1.1 400 Bad Request\r\n", "invalid head -> 400, close")
 
-# ---- API key (only checked when Authorization is present, §1.3)
+# ---- API key (only checked when Authorization is present: docs/sim.md,
+# "What the simulator relies on")
 k = sim("--api-key", "sekret", name="k1")
 is_(request(k.addr, "GET", "/v1/models").status, 200, "no Authorization: accepted")
 r = request(k.addr, "GET", "/v1/models", headers={"Authorization": "Bearer wrong"})

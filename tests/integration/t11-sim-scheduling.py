@@ -2,8 +2,9 @@
 # SPDX-License-Identifier: MIT
 # llamalb-sim's generation model: time to first token and token rate,
 # --slots with a FIFO wait, the real server's "nothing else is answered while
-# a non-streaming generation runs" (protocols.md §1.10) and its off switch,
-# waiting streams that get their headers at once, seeded determinism.
+# a non-streaming generation runs" (docs/sim.md, "Scheduling: slots, queueing,
+# blocking") and its off switch, waiting streams that get their headers at
+# once, seeded determinism.
 import json
 import os
 import socket

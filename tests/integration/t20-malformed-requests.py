@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: MIT
-"""Malformed requests (hardening.md §2.3 P-01..P-30 with variants): the
-status from the table, the connection closed by the proxy, an OpenAI-style
-JSON error body, and the upstream never sees a byte. Then the positive
-controls, which must reach the backend intact."""
+"""Malformed requests (docs/hardening.md, "Failure and attack catalogue",
+P-01..P-30 with variants): the status from the table, the connection closed
+by the proxy, an OpenAI-style JSON error body, and the upstream never sees a
+byte. Then the positive controls, which must reach the backend intact."""
 import json
 import os
 import sys

@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: MIT
-"""Request limits (hardening.md §3): 414 request line, 431 header count and
-size, 413 body over --max-body by Content-Length (before the body is read)
-and chunked (at the limit), 505 version, 417 expectation, 405 for CONNECT
-and TRACE. Each: status, JSON error, connection closed, upstream untouched;
-bodies at the limit pass."""
+"""Request limits (docs/hardening.md, "Limits at a glance"; S-09): 414 request
+line, 431 header count and size, 413 body over --max-body by Content-Length
+(before the body is read) and chunked (at the limit), 505 version, 417
+expectation, 405 for CONNECT and TRACE. Each: status, JSON error,
+connection closed, upstream untouched; bodies at the limit pass."""
 import json
 import os
 import sys

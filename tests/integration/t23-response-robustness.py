@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: MIT
-"""Response-side robustness (hardening.md §7 R-01..R-06) against a scripted
+"""Response-side robustness (docs/hardening.md R-01..R-06) against a scripted
 backend: CL+TE responses relayed chunked and the upstream connection not
 reused; conflicting or invalid CL, garbage, bad status lines, obs-fold and
 oversized heads answered 502 without forwarding a byte of them; bytes past

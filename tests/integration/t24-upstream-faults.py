@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: MIT
-"""Upstream faults F-01..F-06 (hardening.md §4, §7): refused backend skipped
-and marked down; all refused -> fast 503; connect timeout against a listener
-whose backlog is full -> next backend, else 504; a backend that never
-answers -> 504 after --response-timeout with no retry; 503 retried once
-elsewhere, forwarded when alone; a reset after the status line closes the
-client connection with nothing appended and no retry; a reset before any
-byte is retried."""
+"""Upstream faults F-01..F-06 (docs/hardening.md, "Retries" and the F-cases of
+"Failure and attack catalogue"): refused backend skipped and marked down;
+all refused -> fast 503; connect timeout against a listener whose backlog
+is full -> next backend, else 504; a backend that never answers -> 504
+after --response-timeout with no retry; 503 retried once elsewhere,
+forwarded when alone; a reset after the status line closes the client
+connection with nothing appended and no retry; a reset before any byte is
+retried."""
 import json
 import os
 import socket

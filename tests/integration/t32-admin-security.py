@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: MIT
-"""Admin API security (hardening.md §6, A-01..A-07): bearer token from a
+"""Admin API security (docs/hardening.md A-01..A-07): bearer token from a
 file or the environment, never argv; 401/401/2xx; /api/* on the public port
 404; GET on mutating endpoints 405 with no effect; Origin 403; non-JSON 415;
 registration validation (metadata, loopback, own listeners, port, weight)

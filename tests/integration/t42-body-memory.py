@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: MIT
-"""Request body memory (docs/hardening.md, "Body memory"): a body buffer
+"""Request body memory (docs/hardening.md, "Request bodies"): a body buffer
 grows with the bytes that arrive, never with what Content-Length declares;
 the bodies buffered by the whole process stay under --max-body-memory (503
 overloaded past it, 413 for a body that could never fit); --max-body 0

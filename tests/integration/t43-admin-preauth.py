@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: MIT
-"""The admin port before authentication (docs/hardening.md, "Admin API"):
-token, path, method, media type and length are judged on the head, before
-any body byte is read or 100 Continue is sent; admin connections have their
-own cap (--admin-max-conns) and never pause the public listener; an admin
-body has a total deadline, not only an idle one; running out of descriptors
-pauses the admin listener instead of spinning; a token longer than 255
-bytes is refused at start, never cut.
+"""The admin port before authentication (docs/hardening.md, "The admin API
+before authentication"): token, path, method, media type and length are
+judged on the head, before any body byte is read or 100 Continue is sent;
+admin connections have their own cap (--admin-max-conns) and never pause
+the public listener; an admin body has a total deadline, not only an idle
+one; running out of descriptors pauses the admin listener instead of
+spinning; a token longer than 255 bytes is refused at start, never cut.
 
 Regression for the audit: 20 unauthenticated PUT heads took the process
 from 18 MB to 387 MB."""

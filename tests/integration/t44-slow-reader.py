@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: MIT
-"""A slow reader cannot pin a capped backend (docs/hardening.md, "Slow
-clients"): a response from a backend with a cap may keep waiting on its
-client for --slow-client-budget in total; a client that takes a little every
-few hundred milliseconds (so the send timeout never fires) is cut with a
-reset, the cut is counted, and the backend's only slot is free again for the
-next request. A client that reads at full speed is never cut."""
+"""A slow reader cannot pin a capped backend (docs/hardening.md, "Slow clients
+and single-slot backends"): a response from a backend with a cap may keep
+waiting on its client for --slow-client-budget in total; a client that
+takes a little every few hundred milliseconds (so the send timeout never
+fires) is cut with a reset, the cut is counted, and the backend's only slot
+is free again for the next request. A client that reads at full speed is
+never cut."""
 import os
 import socket
 import sys

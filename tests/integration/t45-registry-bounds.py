@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: MIT
-"""The admin API's bounds on the registry (security audit item 3): PUT
-/api/services with more than REG_MAX_BACKENDS (100,000) services is refused
-with 413 in OpenAI's error shape before anything is allocated per service;
-a body with more JSON values than any accepted body has is refused before it
-is tokenized; a PUT of exactly 100,000 services is taken and costs memory in
-proportion to what the backends hold (RSS measured from /proc, noted); a
-registration into the full set is refused (413) while an update is not."""
+"""The admin API's bounds on the registry (docs/hardening.md, "The registry
+and the admin API's bodies"): PUT /api/services with more than
+REG_MAX_BACKENDS (100,000) services is refused with 413 in OpenAI's error
+shape before anything is allocated per service; a body with more JSON
+values than any accepted body has is refused before it is tokenized; a PUT
+of exactly 100,000 services is taken and costs memory in proportion to what
+the backends hold (RSS measured from /proc, noted); a registration into the
+full set is refused (413) while an update is not."""
 import json
 import os
 import sys

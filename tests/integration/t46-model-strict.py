@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: MIT
 """Routing reads `model` as the backend will (docs/hardening.md, "Routing
-fields"): a duplicate top-level "model" (or "user" with --affinity user, or
-"id" on /v1/chunks) is refused with 400, escaped names are decoded before
-routing, a body that starts like a JSON object must be one, and a name that
-cannot fit is refused rather than routed as "no model". Each of these used to
-let a request be routed as one model (or none) and served as another, past
---unknown-model reject and per-model caps. Bodies that are not JSON pass."""
+fields in the body"): a duplicate top-level "model" (or "user" with
+--affinity user, or "id" on /v1/chunks) is refused with 400, escaped names
+are decoded before routing, a body that starts like a JSON object must be
+one, and a name that cannot fit is refused rather than routed as "no
+model". Each of these used to let a request be routed as one model (or
+none) and served as another, past --unknown-model reject and per-model
+caps. Bodies that are not JSON pass."""
 import os
 import sys
 

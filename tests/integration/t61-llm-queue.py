@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: MIT
-"""Per-backend caps and the gateway queue (issue 4, "Load and queueing"):
-a single-slot backend never gets a second request (no hidden backend
-queue); waiting happens in llamalb's queue, bounded in length (503
-queue_full with Retry-After) and in time (503 queue_timeout); a client that
-disconnects while queued leaves at once and the backend never sees its
-request; a freed slot goes to the waiting request at once; least sends
-ties to the faster backend, measured live."""
+"""Per-backend caps and the gateway queue (README.md, "What it does": "One
+generation at a time"; docs/protocols.md): a single-slot backend never gets
+a second request (no hidden backend queue); waiting happens in llamalb's
+queue, bounded in length (503 queue_full with Retry-After) and in time (503
+queue_timeout); a client that disconnects while queued leaves at once and
+the backend never sees its request; a freed slot goes to the waiting
+request at once; least sends ties to the faster backend, measured live."""
 import time
 
 from harness import connect, deadline, done, is_, lb, like, note, ok, sim

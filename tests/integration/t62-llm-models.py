@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: MIT
-"""Model routing (issue 4, "Models"): models from registration, config and
-GET /v1/models probes; requests routed by the body's top-level "model"
-(however large the body), aliases, unknown models to any backend or 404
-model_not_found; GET /v1/models answered by llamalb with every healthy
-model once; probes never sent to a busy single-slot backend."""
+"""Model routing (README.md, "What it does": "Model routing";
+docs/protocols.md): models from registration, config and GET /v1/models
+probes; requests routed by the body's top-level "model" (however large the
+body), aliases, unknown models to any backend or 404 model_not_found; GET
+/v1/models answered by llamalb with every healthy model once; probes never
+sent to a busy single-slot backend."""
 import json
 import time
 

@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: MIT
-"""Health, slow start and draining (issue 4, "Health"): consecutive 5xx
-eject a backend; active probes keep an unhealthy starter out and bring it
-back when it answers; a new backend's share ramps up over --slow-start;
-weight 0 and removal stop new requests while an in-flight stream on the
-backend finishes."""
+"""Health, slow start and draining (README.md, "What it does": "Health"):
+consecutive 5xx eject a backend; active probes keep an unhealthy starter
+out and bring it back when it answers; a new backend's share ramps up over
+--slow-start; weight 0 and removal stop new requests while an in-flight
+stream on the backend finishes."""
 import time
 
 from harness import chat, deadline, done, is_, lb, note, ok, sim, sse_events, wait_for

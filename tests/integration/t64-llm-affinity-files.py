@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: MIT
-"""Session affinity and uploaded files (issue 4): requests with the same
-session key (a header, or the body's "user") stay on one backend while it is
-free, and go elsewhere when it is busy; files live on the replica that
-stored them, so /v1/files/{id}, its content and /v1/chunks follow the
-upload."""
+"""Session affinity and uploaded files (README.md, "What it does": "Files stay
+put"; docs/protocols.md): requests with the same session key (a header, or
+the body's "user") stay on one backend while it is free, and go elsewhere
+when it is busy; files live on the replica that stored them, so
+/v1/files/{id}, its content and /v1/chunks follow the upload."""
 import json
 import uuid
 

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT
  * Tests of the HTTP/1.1 head parser and the chunked decoder against the rules
- * of hardening.md §2 (cases P-01..P-30, R-01..R-04 and the positive controls).
+ * of docs/http1.md (the cases P-01..P-30 and R-01..R-04 of docs/hardening.md,
+ * "Failure and attack catalogue", and the positive controls).
  *
  * Every case is a table row {__LINE__, raw bytes, expected result, comment}
  * and is fed three ways: whole, byte by byte, and in random splits, always
@@ -403,9 +404,9 @@ static void test_request_fields(void)
 /* ---------------------------------------------------------------- Connection options
  *
  * The options of every Connection header are collected once per parse, so
- * http1_is_hop_by_hop() never walks the lists again (audit item 7: 90
- * headers and three 8 KiB lists cost 30 times a plain head). The old walk
- * is kept here as the oracle of the semantics. */
+ * http1_is_hop_by_hop() never walks the lists again (docs/hardening.md,
+ * "Request heads": 90 headers and three 8 KiB lists cost 30 times a plain
+ * head). The old walk is kept here as the oracle of the semantics. */
 
 /* The definition before the option set: every Connection list split on
  * commas, OWS trimmed, compared case-insensitively with <name>. */
