@@ -18,12 +18,23 @@ OPT     ?= -O2
 WARN    := -Wall -Wextra -Wvla -Wshadow -Wduplicated-cond -Wlogical-op -Wformat=2 \
            -Wmissing-prototypes -Wstrict-prototypes
 CFLAGS  ?= $(OPT) -g
+CPPFLAGS ?=
 SANFLAGS := -fsanitize=address,undefined
-ALL_CFLAGS := -std=c11 -D_GNU_SOURCE -DLLAMALB_VERSION=\"$(VERSION)\" $(WARN) $(CFLAGS) $(if $(WERROR),-Werror) \
+# Debian's hardening flags (fortified libc calls, stack protector, full
+# RELRO, immediate binding) when dpkg-buildflags is there and this is not a
+# sanitizer build; HARDEN= turns them off. CPPFLAGS, CFLAGS and LDFLAGS
+# given on the command line or in the environment are always honoured.
+HARDEN  ?= $(if $(SAN),,$(shell command -v dpkg-buildflags >/dev/null 2>&1 && echo 1))
+DPKG_FLAGS = $(shell DEB_BUILD_MAINT_OPTIONS=hardening=+all dpkg-buildflags --get $(1))
+HARDEN_CPPFLAGS := $(if $(HARDEN),$(call DPKG_FLAGS,CPPFLAGS))
+HARDEN_CFLAGS   := $(if $(HARDEN),$(filter -fstack-protector% -Wformat -Werror=format-security,$(call DPKG_FLAGS,CFLAGS)))
+HARDEN_LDFLAGS  := $(if $(HARDEN),$(call DPKG_FLAGS,LDFLAGS))
+ALL_CFLAGS := -std=c11 -D_GNU_SOURCE -DLLAMALB_VERSION=\"$(VERSION)\" $(WARN) $(HARDEN_CPPFLAGS) \
+              $(CPPFLAGS) $(HARDEN_CFLAGS) $(CFLAGS) $(if $(WERROR),-Werror) \
               $(if $(SAN),$(SANFLAGS) -fno-omit-frame-pointer -fno-sanitize-recover=all) \
               -Isrc/common -MMD -MP
 LDFLAGS ?=
-ALL_LDFLAGS := $(LDFLAGS) $(if $(SAN),$(SANFLAGS)) -pthread
+ALL_LDFLAGS := $(HARDEN_LDFLAGS) $(LDFLAGS) $(if $(SAN),$(SANFLAGS)) -pthread
 LIBS    := -lm
 
 COMMON_SRC  := $(filter-out %.c.h,$(wildcard src/common/*.c))
@@ -144,5 +155,8 @@ fmt:
 
 clean:
 	rm -rf build build-san build-fuzz
+
+# Targets of their own job (wasm, install, tsan, soak, ...) live in mk/.
+-include $(sort $(wildcard mk/*.mk))
 
 -include $(shell find $(B) -name '*.d' 2>/dev/null)
