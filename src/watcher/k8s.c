@@ -437,6 +437,8 @@ static bool on_watch_data(struct xfer *x, long status, const char *p, size_t n)
         return true;
     }
     r->last_byte_ms = k8s_now_ms();
+    if (n > 0)
+        r->watch_got_bytes = true;
     while (n > 0) {
         const char *nl = memchr(p, '\n', n);
         size_t take = nl ? (size_t)(nl - p) : n;
@@ -488,10 +490,16 @@ static void on_watch_done(struct xfer *x, CURLcode rc, long status)
         return;
     }
     /* A clean end (timeoutSeconds or a server restart): watch again from the
-     * last version seen. A stream that closes at once every time is an error
-     * in disguise, so it backs off. */
-    if (now - r->watch_start_ms < 1000 && r->last_byte_ms < r->watch_start_ms)
-        fail(r, "watch closed at once");
+     * last version seen. A stream that closes within a second without a
+     * single byte (not even a bookmark) is an error in disguise (client-go's
+     * "very short watch"): reopening it at once would loop as fast as the
+     * server answers, so it backs off. Whether bytes came is a flag, not a
+     * comparison of clocks: bytes may arrive in the very millisecond the
+     * watch started, and last_byte_ms starts at watch_start_ms so that the
+     * stall check counts from the start. A watch that ends at its
+     * timeoutSeconds, with or without bytes, is healthy: again at once. */
+    if (!r->watch_got_bytes && now - r->watch_start_ms < 1000)
+        fail(r, "watch closed at once without data");
     else
         retry_in(r, 0);
 }
@@ -518,7 +526,7 @@ static void start_watch(struct k8s_reflector *r)
     r->st.watches++;
     r->state = K8S_WATCHING;
     r->watch_start_ms = r->last_byte_ms = k8s_now_ms();
-    r->last_byte_ms = r->watch_start_ms;
+    r->watch_got_bytes = false;
     log_debug("%s: watching from resourceVersion %s", r->resource, r->rv);
 }
 

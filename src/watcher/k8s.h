@@ -64,8 +64,9 @@ struct k8s_reflector {
     bool changed;              /* items changed since the owner last looked */
     bool want_relist;          /* drop rv and list again at the next attempt */
     int64_t retry_at;          /* loop clock ms: next attempt when IDLE */
-    int64_t last_byte_ms;      /* last bytes seen on the watch */
+    int64_t last_byte_ms;      /* last bytes seen on the watch (its start before any) */
     int64_t watch_start_ms;
+    bool watch_got_bytes;      /* the open watch has delivered a byte (200 body) */
     int64_t last_relist_ms;
     struct xfer *x;            /* the request in flight, or NULL */
     struct buf line;           /* watch stream bytes not yet split into lines */

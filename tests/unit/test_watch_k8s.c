@@ -190,15 +190,45 @@ static void test_watch_events(void)
     ok(url_has(f, "watch=true&resourceVersion=17&"), "re-watch from the last version");
     is_int(r->st.lists, 1, "no relist");
 
-    /* KNOWN BUG, pinned here so that fixing it is a visible change: a watch
-     * that closes at once without a byte should back off (docs/watcher.md,
-     * "The watch loop", step 4), but start_watch() sets last_byte_ms equal
-     * to watch_start_ms, so on_watch_done()'s "last_byte_ms < watch_start_ms"
-     * never holds and the watch is reopened at once, every time. When fixed,
-     * expect r->retry_at >= fake_now + 800 here instead. */
+    /* A watch that closes at once without a byte (not even a bookmark) is an
+     * error in disguise (docs/watcher.md, "The watch loop", step 4): it backs
+     * off, or a server doing that would be asked again in a tight loop. */
+    fake_finish(f, CURLE_OK, 200, NULL);
+    ok(r->state == K8S_IDLE && r->retry_at >= fake_now + 800 &&
+           r->retry_at <= fake_now + 1200,
+       "closed at once without data: backs off");
+    is_int(r->st.watch_restarts, 2, "still counted as a restart");
+    is_int(r->st.lists, 1, "no relist: the version is good");
+    fake_now = r->retry_at;
+    k8s_reflector_tick(r, fake_now);
+    f = fake_first();
+    ok(url_has(f, "watch=true&resourceVersion=17&"), "then re-watched from the last version");
+    fake_finish(f, CURLE_OK, 200, NULL);
+    ok(r->retry_at >= fake_now + 1600, "closed at once again: the backoff grows");
+    fake_now = r->retry_at;
+    k8s_reflector_tick(r, fake_now);
+    f = fake_first();
+
+    /* Bytes in the very millisecond the watch opened, then a close at once:
+     * data came, so it is no error (the clock did not move; a comparison of
+     * last_byte_ms with watch_start_ms could not tell). */
+    ok(fake_stream(f, 200, "{\"type\":\"BOOKMARK\",\"object\":{\"metadata\":"
+                           "{\"resourceVersion\":\"18\"}}}\n"),
+       "a bookmark at once");
+    fake_finish(f, CURLE_OK, 200, NULL);
+    ok(r->state == K8S_IDLE && r->retry_at == fake_now, "closed at once after data: again at once");
+    k8s_reflector_tick(r, fake_now);
+    f = fake_first();
+    ok(url_has(f, "resourceVersion=18&"), "from the bookmark's version");
+
+    /* A quiet watch (no byte at all, a server that sends no bookmarks) that
+     * ends at its timeoutSeconds is healthy: again at once. */
+    fake_now += 290000;
     fake_finish(f, CURLE_OK, 200, NULL);
     ok(r->state == K8S_IDLE && r->retry_at == fake_now,
-       "closed at once: reopened at once (known bug: should back off)");
+       "silent until timeoutSeconds: again at once");
+    k8s_reflector_tick(r, fake_now);
+    ok(url_has(fake_first(), "resourceVersion=18&"), "from the same version");
     k8s_reflector_free(r);
 }
 
