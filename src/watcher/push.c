@@ -11,7 +11,8 @@
  * balancer's rules refuse; should a balancer still refuse an entry (a rule the
  * watcher cannot see, such as its own listener's address), a 400 naming
  * services[N] puts that entry aside for that balancer and the rest is sent at
- * once; a changed entry, or the next full resync, tries it again. In register
+ * once; a changed entry, or the next full resync, tries it again (and a
+ * changed entry refused again is put aside again, in its new form). In register
  * mode a refused call does not end the round: every register and unregister
  * is sent, and the refused ones are retried by the next resync. */
 #include <errno.h>
@@ -233,8 +234,16 @@ static void on_put_done(struct xfer *x, CURLcode rc, long status)
     long bad = status == 400 ? model_refused_index(buf_data(&x->body), x->body.len) : -1;
     json_t *b = bad >= 0 ? json_array_get(sent, (size_t)bad) : NULL;
     const char *name = json_string_value(json_object_get(b, "name"));
-    if (name != NULL && json_object_get(t->refused, name) == NULL) {
-        /* One entry refused: set it aside for this balancer, send the rest now. */
+    json_t *held = name != NULL ? json_object_get(t->refused, name) : NULL;
+    if (name != NULL && (held == NULL || !json_equal(held, b))) {
+        /* One entry refused: set it aside for this balancer, send the rest
+         * now. An entry it refused before that has changed since was sent
+         * again (target_set() holds back only the copy it refused): refused
+         * once more, the new copy replaces the old one, or the whole set
+         * would be resent with backoff until the next full resync. An
+         * entry equal to the copy already held back was never sent
+         * (target_set() leaves it out): a balancer naming it answers about
+         * another body, an ordinary failure with backoff. */
         log_warn("balancer %s refused backend %s (%s): sending the set without it", t->url, name,
                  what);
         json_object_set(t->refused, name, b);

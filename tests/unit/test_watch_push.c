@@ -226,21 +226,37 @@ static void test_409_and_400(void)
     is_int(json_array_size(json_object_get(body, "services")), 2, "a changed entry is tried again");
     json_decref(body);
     fake_finish(req_to("http://b:8081"), CURLE_OK, 200, "{}");
-    /* KNOWN BUG, pinned so that fixing it is a visible change: the changed y
-     * refused again is not set aside again (on_put_done() only sets aside a
-     * name not already in t->refused), so a backs off and resends y, and
-     * gets no update at all until the next full resync clears the refusals.
-     * docs/watcher.md says the rest is pushed at once. When fixed, expect
-     * retry_at == 0 and a set without y here. */
+    /* Refused again in its new form: set aside again (the stored copy
+     * replaced), and the rest sent at once, not the same set with backoff
+     * until the next full resync. */
     fake_finish(req_to("http://a:8081"), CURLE_OK, 400, "{\"error\":\"services[1]: no\"}");
-    ok(p.t[0]->retry_at == fake_now + 500, "changed y refused again: backoff (known bug)");
-    fake_now = p.t[0]->retry_at;
+    ok(p.t[0]->retry_at == 0 && p.t[0]->done_ver == 0, "changed y refused again: the rest at once");
+    is_int(json_integer_value(json_object_get(json_object_get(p.t[0]->refused, "y"), "weight")), 3,
+           "the refused copy is the new y");
+    is_int(json_object_size(p.t[0]->refused), 1, "still one entry held back");
     push_tick(&p, fake_now);
     body = req_json(req_to("http://a:8081"));
-    is_int(json_array_size(json_object_get(body, "services")), 2,
-           "and y is sent again (known bug: a is stuck until the full resync)");
+    svc = json_object_get(body, "services");
+    ok(json_array_size(svc) == 1 &&
+           strcmp(json_string_value(json_object_get(json_array_get(svc, 0), "name")), "x") == 0,
+       "a gets the set without the new y");
     json_decref(body);
     fake_finish(req_to("http://a:8081"), CURLE_OK, 200, "{}");
+    ok(p.t[0]->retry_at == 0 && p.t[0]->done_ver == p.ver, "a is up to date again");
+    /* x changes meanwhile: a gets it at once, y still held back. */
+    push_set_desired(&p, J("[{\"name\":\"x\",\"weight\":7,\"ip\":\"10.0.0.9\",\"port\":1},"
+                           "{\"name\":\"y\",\"weight\":3,\"ip\":\"10.0.0.10\",\"port\":2}]"),
+                     fake_now);
+    fake_now += 50;
+    push_tick(&p, fake_now);
+    body = req_json(req_to("http://a:8081"));
+    svc = json_object_get(body, "services");
+    ok(json_array_size(svc) == 1 &&
+           json_integer_value(json_object_get(json_array_get(svc, 0), "weight")) == 7,
+       "later updates reach a, without y");
+    json_decref(body);
+    fake_finish(req_to("http://a:8081"), CURLE_OK, 200, "{}");
+    fake_finish(req_to("http://b:8081"), CURLE_OK, 200, "{}");
     push_repush(&p, fake_now);
     ok(json_object_size(p.t[0]->refused) == 0, "a full resync forgets the refusals");
     push_tick(&p, fake_now);
