@@ -45,7 +45,7 @@ static void jerr(struct conn *c, int status, const char *msg, const char *code)
 
 static bool authorized(struct conn *c)
 {
-    const char *tok = c->w->srv->cfg.admin_token;
+    const char *tok = c->w->rt->cfg.admin_token;
     if (tok[0] == '\0')
         return true; /* loopback admin without a token (main.c refuses anything else) */
     if (c->x->ar == NULL || !c->x->ar->has_auth || strncmp(c->x->ar->auth, "Bearer ", 7) != 0)
@@ -103,7 +103,7 @@ static const char *address_denied(struct conn *c, const struct net_addr *a)
      * registration point the balancer at itself (a request loop). */
     if (own_listener(a, &s->listen_addr) || own_listener(a, &s->admin_addr))
         return "the balancer's own listeners are not allowed";
-    if (cfg_allowed(&s->cfg, a))
+    if (cfg_allowed(&c->w->rt->cfg, a))
         return NULL;
     if (net_addr_is_loopback(a))
         return "loopback addresses are not allowed (see --backend-allow)";
@@ -400,6 +400,7 @@ static void do_metrics(struct conn *c)
     }
     metric_scalars(&b, tail, ARRAY_SIZE(tail));
     reg_write_metrics(&s->reg, &b, ev_now(c->w->loop));
+    key_write_metrics(&s->key_use, &b);
     conn_respond(c, 200, "text/plain; version=0.0.4; charset=utf-8", buf_data(&b), b.len, NULL);
     buf_free(&b);
 }
@@ -545,7 +546,7 @@ void admin_handle(struct conn *c)
     if (strcmp(p, "/healthz") == 0) {
         text(c, 200, "ok\n");
     } else if (strcmp(p, "/readyz") == 0) {
-        bool ready = !atomic_load(&s->draining) && reg_count(&s->reg) > 0;
+        bool ready = !atomic_load(&s->stopping) && reg_count(&s->reg) > 0;
         text(c, ready ? 200 : 503, ready ? "ready\n" : "not ready\n");
     } else if (strcmp(p, "/metrics") == 0) {
         do_metrics(c);
@@ -572,7 +573,7 @@ void admin_handle(struct conn *c)
         audit(c, "started draining", "");
         c->close_after = true;
         text(c, 200, "draining\n");
-        server_start_drain(s);
+        server_shutdown(s, true);
     } else {
         jerr(c, 404, "not found", "not_found");
     }

@@ -42,6 +42,8 @@ static const struct opt opts[] = {
     {"workers", OPT_UINT, F(workers), 0, 256, "worker threads (default: CPU count)"},
     {"backend", OPT_BACKEND, 0, 0, 0, 0,
      "NAME=HOST:PORT[,weight=N][,models=A|B][,max-inflight=N] (repeatable)"},
+    {"api-key-file", OPT_STR, F(api_key_file), 0, 0,
+     "API keys for the public port, one per line with optional limits (off)"},
     {"admin-token-file", OPT_STR, F(admin_token_file), 0, 0,
      "file holding the admin bearer token (or env LLAMALB_ADMIN_TOKEN)"},
     {"backend-allow", OPT_CIDR, 0, 0, 0, 0,
@@ -62,7 +64,10 @@ static const struct opt opts[] = {
      "time a response from a capped backend may wait on its client, in total (30s)"},
     {"upstream-idle-timeout", OPT_DURATION, F(upstream_idle_timeout), 1, 3600000,
      "pooled upstream connection idle lifetime (20s)"},
-    {"drain-timeout", OPT_DURATION, F(drain_timeout), 0, 3600000, "SIGTERM drain cap (25s)"},
+    {"drain-timeout", OPT_DURATION, F(drain_timeout), 0, 86400000,
+     "longest wait for in-flight requests once draining (25s)"},
+    {"drain-delay", OPT_DURATION, F(drain_delay), 0, 3600000,
+     "keep accepting this long after SIGTERM or /api/drain, not ready (3s)"},
     {"max-conns", OPT_UINT, F(max_conns), 0, 10000000, "client connections (default from RLIMIT_NOFILE)"},
     {"admin-max-conns", OPT_UINT, F(admin_max_conns), 1, 100000,
      "admin connections, counted apart from --max-conns (32)"},
@@ -125,6 +130,7 @@ void cfg_defaults(struct cfg *c)
     c->send_timeout = 60000;
     c->upstream_idle_timeout = 20000;
     c->drain_timeout = 25000;
+    c->drain_delay = 3000;
     c->max_idle_per_backend = 64;
     c->max_tries = 2;
     c->retry_on_status = true;

@@ -32,6 +32,7 @@ struct cfg {
     struct backend_spec *backends; /* static backends, owned */
     unsigned nbackends;
     char admin_token_file[512];
+    char api_key_file[512];        /* "" = no API keys: every request served */
     char admin_token[256];         /* loaded from the file or LLAMALB_ADMIN_TOKEN */
     struct http1_limits limits;
     int64_t header_timeout;        /* ms: whole request head (absolute) -> 408 */
@@ -44,7 +45,8 @@ struct cfg {
     int64_t send_timeout;          /* ms: client not reading -> close */
     int64_t slow_client_budget;    /* ms: total wait on the client of a capped backend's response */
     int64_t upstream_idle_timeout; /* ms: pooled upstream connection lifetime when idle */
-    int64_t drain_timeout;         /* ms: SIGTERM drain cap */
+    int64_t drain_timeout;         /* ms: drain cap */
+    int64_t drain_delay;           /* ms: accepting, not ready, before the drain */
     unsigned max_conns;            /* client connections per process; 0 = from RLIMIT_NOFILE */
     unsigned admin_max_conns;      /* admin connections, apart from max_conns */
     uint64_t max_body_memory;      /* bytes of request bodies buffered by the whole process */

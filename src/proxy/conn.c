@@ -149,6 +149,11 @@ void exchange_body_free(struct exchange *x)
  * references to backends and upstream connections). */
 static void exchange_free_data(struct exchange *x)
 {
+    if (x->keyring != NULL) {
+        keyring_unref(x->keyring);
+        x->keyring = NULL;
+        x->key = NULL;
+    }
     buf_free(&x->uphead);
     exchange_body_free(x);
     free(x->ar);
@@ -205,7 +210,7 @@ void conn_accept(struct worker *w, int fd, const struct net_addr *peer, bool adm
         return;
     }
     c->io.cb = conn_io_cb;
-    c->head_deadline = ev_now(w->loop) + w->srv->cfg.header_timeout;
+    c->head_deadline = ev_now(w->loop) + w->rt->cfg.header_timeout;
     ev_timer_at(w->loop, &c->timer, c->head_deadline, conn_timeout_cb, c);
     /* Edge-triggered: the data may already be there; the first event will
      * say so, no speculative read needed. */
@@ -501,6 +506,16 @@ static void on_head(struct conn *c, int hl)
             c->state = CS_BODY;
             c->close_after = c->close_after || m->framing != HTTP1_BODY_NONE;
             conn_error(c, 404, "not found", "invalid_request_error", "not_found");
+            return;
+        }
+        if (!route_authorize(c, m)) { /* no valid API key: 401, the body never read */
+            buf_consume(&c->in, (size_t)hl);
+            c->state = CS_BODY;
+            conn_error(c, 401,
+                       http1_find(m, "authorization") == NULL
+                           ? "You didn't provide an API key. Send it as Authorization: Bearer KEY."
+                           : "Incorrect API key provided.",
+                       "invalid_request_error", "invalid_api_key");
             return;
         }
         up_build_head(c, m);

@@ -30,6 +30,8 @@
 #include "registry.h"
 #include "server.h"
 
+#define RELAY_TAIL 768 /* bytes of the response kept to read its "usage" */
+
 enum conn_state {
     CS_HEAD = 0,  /* reading a request head, or idle between requests */
     CS_BODY,      /* reading the request body */
@@ -84,6 +86,12 @@ struct exchange {
     bool local_models;          /* GET /v1/models: answered here */
     bool model_counted;         /* counted in its model's in-flight gauge */
     struct reg_waiter waiter;   /* the gateway queue */
+    /* API keys (keys.h): the key the request came with, the keyring that
+     * holds it (referenced), and whether its limits counted the request */
+    const struct api_key *key;
+    struct keyring *keyring;
+    bool key_admitted;
+    uint64_t prompt_tokens, completion_tokens; /* the answer's usage, if it said */
 
     /* upstream side */
     struct upconn *up;
@@ -114,6 +122,10 @@ struct exchange {
     bool sse_nl;                /* the last payload byte seen was a newline */
     bool sse_cr;                /* ... and a CR was seen at that line's start */
     unsigned sse_events;        /* SSE events seen (blank-line terminated) */
+    /* The last bytes of the response payload: "usage" is at the end of an
+     * answer (and in the last chunk of a stream that asked for it). */
+    char tail[RELAY_TAIL];
+    unsigned tail_len;
 };
 
 /* A client connection. Owned by its worker (on worker->conns); freed before
@@ -146,7 +158,7 @@ struct conn {
 };
 
 static inline struct server *conn_srv(const struct conn *c) { return c->w->srv; }
-static inline const struct cfg *conn_cfg(const struct conn *c) { return &c->w->srv->cfg; }
+static inline const struct cfg *conn_cfg(const struct conn *c) { return &c->w->rt->cfg; }
 static inline int64_t conn_now(const struct conn *c) { return ev_now(c->w->loop); }
 
 void conn_accept(struct worker *w, int fd, const struct net_addr *peer, bool admin);

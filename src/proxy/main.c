@@ -27,38 +27,22 @@ void server_start_drain(struct server *s)
 {
     if (atomic_exchange(&s->draining, true))
         return;
-    atomic_store(&s->drain_deadline, util_now_ms() + s->cfg.drain_timeout);
+    atomic_store(&s->stopping, true);
+    struct runtime *rt = runtime_get(s);
+    int64_t cap = rt->cfg.drain_timeout;
+    runtime_unref(rt);
+    atomic_store(&s->drain_deadline, util_now_ms() + cap);
     log_info("draining: no new connections; finishing in-flight requests (cap %lld ms)",
-             (long long)s->cfg.drain_timeout);
+             (long long)cap);
     for (unsigned i = 0; i < s->nworkers; i++)
         ev_wake(s->workers[i].loop);
 }
 
-/* Re-reads the configuration and applies what can change live: the static
- * backends (in-flight requests keep their backend until they finish) and
- * the policy. Listeners, workers and limits need a restart. */
+/* SIGHUP: everything that can change live is re-read and applied, or the
+ * whole reload is refused with the running configuration kept (runtime.c). */
 static void reload(struct server *s)
 {
-    struct cfg n;
-    char err[512];
-    cfg_defaults(&n);
-    if (cfg_parse_args(&n, saved_argc, saved_argv, err, sizeof(err)) != 0) {
-        log_error("reload failed, keeping the running configuration: %s", err);
-        cfg_free(&n);
-        return;
-    }
-    char rerr[NET_ERR_LEN];
-    int r = reg_replace(&s->reg, REG_SOURCE_STATIC, n.backends, n.nbackends, 0, rerr);
-    if (r < 0) {
-        log_error("reload failed, keeping the running configuration: %s", rerr);
-        cfg_free(&n);
-        return;
-    }
-    reg_set_policy(&s->reg, n.policy);
-    for (unsigned i = 0; i < s->nworkers; i++)
-        ev_wake(s->workers[i].loop);
-    log_info("reloaded: %u static backends, policy %s", n.nbackends, n.policy->name);
-    cfg_free(&n);
+    runtime_reload(s, saved_argc, saved_argv);
 }
 
 static void *signal_thread(void *arg)
@@ -70,8 +54,8 @@ static void *signal_thread(void *arg)
             continue;
         if (sig == SIGHUP)
             reload(&server);
-        else
-            server_start_drain(&server);
+        else /* SIGTERM waits --drain-delay for the endpoints to go; ^C does not */
+            server_shutdown(&server, sig == SIGTERM);
     }
     return NULL;
 }
@@ -91,20 +75,6 @@ static unsigned default_max_conns(void)
         return n > 1000000 ? 1000000 : (unsigned)n;
     }
     return 1024;
-}
-
-static int open_access_log(const struct cfg *c)
-{
-    if (strcmp(c->access_log, "off") == 0)
-        return -1;
-    if (strcmp(c->access_log, "stderr") == 0)
-        return STDERR_FILENO;
-    if (strcmp(c->access_log, "-") == 0)
-        return STDOUT_FILENO;
-    int fd = open(c->access_log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
-    if (fd == -1)
-        log_error("access log %s: %s; logging to stderr", c->access_log, strerror(errno));
-    return fd == -1 ? STDERR_FILENO : fd;
 }
 
 /* The registry with the configured settings and static backends. Returns
@@ -209,15 +179,19 @@ int main(int argc, char **argv)
     }
     if (setup_registry(s, nworkers) != 0)
         return 2;
+    if (runtime_init(s, err, sizeof(err)) != 0) {
+        fprintf(stderr, "llamalb: %s\n", err);
+        return 2;
+    }
     if (s->cfg.check_only) {
         printf("llamalb: configuration ok (%u backends, policy %s, %u workers)\n",
                s->cfg.nbackends, s->cfg.policy->name, nworkers);
+        runtime_deinit(s);
         reg_deinit(&s->reg);
         cfg_free(&s->cfg);
         return 0;
     }
     s->max_conns = s->cfg.max_conns ? s->cfg.max_conns : default_max_conns();
-    s->access_fd = open_access_log(&s->cfg);
     s->started_ms = util_now_ms();
     signal(SIGPIPE, SIG_IGN);
 
@@ -256,6 +230,7 @@ int main(int argc, char **argv)
     for (unsigned i = 0; i < nworkers; i++)
         worker_free(&s->workers[i]);
     free(s->workers);
+    runtime_deinit(s);
     reg_deinit(&s->reg);
     cfg_free(&s->cfg);
     log_info("stopped");

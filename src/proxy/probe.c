@@ -54,7 +54,7 @@ static void probe_end(struct probe *p, int verdict /* 1 alive, 0 dead, -1 busy *
     if (verdict >= 0)
         reg_probe_result(&w->srv->reg, b, verdict == 1, ev_now(w->loop));
     b->probing = false;
-    b->next_probe_ms = ev_now(w->loop) + w->srv->cfg.health_interval;
+    b->next_probe_ms = ev_now(w->loop) + w->rt->cfg.health_interval;
     ev_timer_stop(w->loop, &p->timer);
     if (p->io.fd != -1) {
         int fd = p->io.fd;
@@ -194,7 +194,7 @@ static void probe_begin(struct worker *w, struct backend *b)
     int fd = net_connect(&b->addr);
     if (fd < 0) {
         reg_probe_result(&w->srv->reg, b, false, ev_now(w->loop));
-        b->next_probe_ms = ev_now(w->loop) + w->srv->cfg.health_interval;
+        b->next_probe_ms = ev_now(w->loop) + w->rt->cfg.health_interval;
         return;
     }
     struct probe *p = xcalloc(1, sizeof(*p));
@@ -209,7 +209,7 @@ static void probe_begin(struct worker *w, struct backend *b)
         probe_end(p, -1);
         return;
     }
-    ev_timer_start(w->loop, &p->timer, w->srv->cfg.probe_timeout, probe_timeout_cb, p);
+    ev_timer_start(w->loop, &p->timer, w->rt->cfg.probe_timeout, probe_timeout_cb, p);
 }
 
 static void tick_cb(struct ev_loop *loop, struct ev_timer *t)
@@ -233,7 +233,7 @@ static void tick_cb(struct ev_loop *loop, struct ev_timer *t)
 
 void probe_start(struct worker *w)
 {
-    if (w->srv->cfg.health_interval == 0)
+    if (w->rt->cfg.health_interval == 0)
         return;
     probe_worker = w;
     ev_timer_start(w->loop, &tick, 10, tick_cb, w);

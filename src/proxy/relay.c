@@ -74,7 +74,69 @@ static void build_client_head(struct conn *c, const struct http1_msg *r)
     } else if (c->minor == 0) {
         buf_append_lit(o, "Connection: keep-alive\r\n");
     }
+    if (c->x->key != NULL) /* what OpenAI's SDKs read, for a key with limits */
+        key_ratelimit_headers(&conn_srv(c)->key_use, c->x->key, conn_now(c), o);
     buf_append(o, "\r\n", 2);
+}
+
+/* Keeps the last RELAY_TAIL bytes of the response payload. */
+static void tail_feed(struct exchange *x, const char *p, size_t n)
+{
+    if (n >= RELAY_TAIL) {
+        memcpy(x->tail, p + n - RELAY_TAIL, RELAY_TAIL);
+        x->tail_len = RELAY_TAIL;
+        return;
+    }
+    if (x->tail_len + n > RELAY_TAIL) {
+        size_t drop = x->tail_len + n - RELAY_TAIL;
+        memmove(x->tail, x->tail + drop, x->tail_len - drop);
+        x->tail_len -= (unsigned)drop;
+    }
+    memcpy(x->tail + x->tail_len, p, n);
+    x->tail_len += (unsigned)n;
+}
+
+/* The number after "<key>": in <p>/<n>, or -1. */
+static int64_t number_after(const char *p, size_t n, const char *key)
+{
+    size_t k = strlen(key);
+    const char *end = p + n, *hit = NULL;
+    for (const char *q = p; (q = memmem(q, (size_t)(end - q), key, k)) != NULL; q += k)
+        hit = q;
+    if (hit == NULL)
+        return -1;
+    const char *q = hit + k;
+    while (q < end && (*q == ' ' || *q == ':' || *q == '\t'))
+        q++;
+    int64_t v = -1;
+    while (q < end && *q >= '0' && *q <= '9' && v < (int64_t)1 << 40)
+        v = (v < 0 ? 0 : v * 10) + (*q++ - '0');
+    return v;
+}
+
+/* Token usage from the answer's "usage" (the body's, or the last stream
+ * chunk's when the client asked stream_options.include_usage), else the
+ * stream's events as completion tokens (about one per token; the final
+ * [DONE] is not one). */
+static void read_usage(struct exchange *x)
+{
+    const char *t = x->tail;
+    size_t n = x->tail_len;
+    const char *u = NULL;
+    for (const char *q = t; (q = memmem(q, (size_t)(t + n - q), "\"usage\"", 7)) != NULL; q += 7)
+        u = q;
+    if (u != NULL) {
+        size_t left = (size_t)(t + n - u);
+        int64_t p = number_after(u, left, "\"prompt_tokens\"");
+        int64_t c = number_after(u, left, "\"completion_tokens\"");
+        if (p >= 0 || c >= 0) {
+            x->prompt_tokens = p > 0 ? (uint64_t)p : 0;
+            x->completion_tokens = c > 0 ? (uint64_t)c : 0;
+            return;
+        }
+    }
+    if (x->sse_events > 0)
+        x->completion_tokens = x->sse_events > 1 ? x->sse_events - 1 : 1;
 }
 
 static void finish_response(struct conn *c)
@@ -84,6 +146,7 @@ static void finish_response(struct conn *c)
     int64_t dur_us = util_now_us() - c->x->t0_us;
     bool failed = c->status >= 500;
 
+    read_usage(c->x);
     struct reg_response rr = {.status = c->status, .bytes = c->x->bytes_out, .dur_us = dur_us,
                               .ttfb_us = c->x->ttfb_us, .sse_events = c->x->sse_events};
     reg_record_response(&s->reg, b, &rr);
@@ -156,11 +219,13 @@ static bool frame_upstream(struct conn *c)
         c->x->resp_done = c->x->resp_left == 0;
         if (c->x->sse)
             relay_count_sse(c->x, buf_data(in), c->x->pass);
+        tail_feed(c->x, buf_data(in), c->x->pass);
         break;
     case HTTP1_BODY_CLOSE:
         c->x->pass = in->len;
         if (c->x->sse)
             relay_count_sse(c->x, buf_data(in), c->x->pass);
+        tail_feed(c->x, buf_data(in), c->x->pass);
         break;
     case HTTP1_BODY_CHUNKED: {
         size_t off = 0;
@@ -173,6 +238,8 @@ static bool frame_upstream(struct conn *c)
                 return false;
             if (rc == HTTP1_CHUNK_DATA && c->x->sse)
                 relay_count_sse(c->x, d.p, d.len);
+            if (rc == HTTP1_CHUNK_DATA)
+                tail_feed(c->x, d.p, d.len);
             if (c->x->dechunk && rc == HTTP1_CHUNK_DATA)
                 buf_append(&c->out, d.p, d.len);
             off += used;

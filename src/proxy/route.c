@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "conn.h"
 #include "json.h"
@@ -122,9 +123,73 @@ void route_classify_head(struct conn *c, const struct http1_msg *m)
 
 /* The whole request is in: read its body's routing fields, answer
  * /v1/models from the registry, or dispatch. */
+bool route_authorize(struct conn *c, const struct http1_msg *m)
+{
+    struct keyring *k = c->w->rt->keys;
+    if (k == NULL)
+        return true;
+    const struct http1_header *h = http1_find(m, "authorization");
+    if (h == NULL || h->value.len < 8 || strncasecmp(h->value.p, "Bearer ", 7) != 0)
+        return false;
+    struct slice v = slice_trim(slice_make(h->value.p + 7, h->value.len - 7));
+    const struct api_key *key = keyring_find(k, v.p, v.len);
+    if (key == NULL)
+        return false;
+    keyring_ref(k);
+    c->x->keyring = k;
+    c->x->key = key;
+    return true;
+}
+
+/* The key's limits: 429 in OpenAI's shape, with Retry-After and the
+ * x-ratelimit-* headers its SDKs read. Returns false when it answered. */
+static bool admit_key(struct conn *c)
+{
+    struct exchange *x = c->x;
+    struct server *s = conn_srv(c);
+    if (x->key == NULL)
+        return true;
+    if (!key_allows_model(x->key, x->model)) {
+        char msg[220];
+        key_refused(&s->key_use, x->key->use);
+        snprintf(msg, sizeof(msg), "The model '%.128s' does not exist or you do not have access to it.",
+                 x->model);
+        c->state = CS_LOCAL;
+        conn_error(c, 404, msg, "invalid_request_error", "model_not_found");
+        conn_finish_local(c);
+        return false;
+    }
+    unsigned retry = 1;
+    enum key_verdict v = key_admit(&s->key_use, x->key, conn_now(c), &retry);
+    if (v == KEY_OK) {
+        x->key_admitted = true;
+        return true;
+    }
+    static const char *const why[] = {
+        [KEY_RPM] = "Rate limit reached for requests per minute on this API key.",
+        [KEY_TPM] = "Rate limit reached for tokens per minute on this API key.",
+        [KEY_CONCURRENT] = "Too many requests in progress on this API key.",
+    };
+    struct buf h = {0}, b = {0};
+    buf_printf(&h, "Retry-After: %u\r\n", retry);
+    key_ratelimit_headers(&s->key_use, x->key, conn_now(c), &h);
+    buf_append_str(&b, "{\"error\":{\"message\":");
+    json_append_str(&b, why[v], strlen(why[v]));
+    buf_append_str(&b, ",\"type\":\"requests\",\"param\":null,\"code\":\"rate_limit_exceeded\"}}");
+    c->state = CS_LOCAL;
+    atomic_fetch_add(&s->stats.local_errors[429], 1);
+    conn_respond(c, 429, "application/json", buf_data(&b), b.len, buf_data(&h));
+    buf_free(&h);
+    buf_free(&b);
+    conn_local_done(c);
+    return false;
+}
+
 void route_request(struct conn *c)
 {
     if (!classify_body(c))
+        return;
+    if (!admit_key(c))
         return;
     if (c->x->local_models) {
         struct buf b = {0};
@@ -258,4 +323,10 @@ void route_forget(struct conn *c)
 {
     uncount_model(c);
     clear_tried(c);
+    struct exchange *x = c->x;
+    if (x != NULL && x->key_admitted) {
+        x->key_admitted = false;
+        key_done(&conn_srv(c)->key_use, x->key->use, conn_now(c), x->prompt_tokens,
+                 x->completion_tokens);
+    }
 }

@@ -14,6 +14,11 @@
 
 struct conn;
 
+/* With API keys on (keys.h): finds the request's key in its Authorization
+ * header and keeps it (and a reference to its keyring) in the exchange.
+ * Returns false when the request has no valid key (the caller answers
+ * 401). Always true with keys off. */
+bool route_authorize(struct conn *c, const struct http1_msg *m);
 /* What the head says about routing. Runs while the header slices are valid. */
 void route_classify_head(struct conn *c, const struct http1_msg *m);
 /* The request is complete: read the body's routing fields (400 for a body

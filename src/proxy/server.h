@@ -26,7 +26,9 @@
 #include "ev.h"
 #include "list.h"
 #include "net.h"
+#include "keys.h"
 #include "registry.h"
+#include "runtime.h"
 
 struct conn;
 struct exchange;
@@ -50,8 +52,21 @@ struct server_stats {
     atomic_uint_fast64_t slow_client_cuts;  /* responses cut: --slow-client-budget spent */
 };
 
+/* What identifies a watched file's content (runtime_poll). */
+struct file_stamp {
+    uint64_t ino, size;
+    int64_t mtime_ns;
+};
+
 struct server {
-    struct cfg cfg;             /* settings; immutable while workers run, except backends */
+    struct cfg cfg;             /* the boot settings (listeners, workers); what can
+                                   change live is in <rt> (runtime.h) */
+    struct runtime *rt;         /* the current live settings, under rt_lock */
+    pthread_mutex_t rt_lock;
+    struct key_usage_table key_use; /* what each API key name used (keys.h) */
+    struct file_stamp key_stamp;    /* the API key file when last loaded */
+    int64_t token_read_ms;          /* the admin token file was last read */
+    atomic_bool access_on;          /* the access log is not "off" */
     struct registry reg;
     struct worker *workers;
     unsigned nworkers;
@@ -59,9 +74,12 @@ struct server {
     struct net_addr admin_addr;
     bool admin_enabled;
     unsigned max_conns;
-    atomic_bool draining;       /* SIGTERM or POST /api/drain: stop accepting, finish, exit */
+    atomic_bool stopping;       /* shutdown asked: /readyz fails, accepting goes on for
+                                   --drain-delay, then draining starts */
+    atomic_int_fast64_t drain_at; /* ms, monotonic: when the delayed drain starts */
+    atomic_bool draining;       /* not accepting any more: finish, exit */
     atomic_int_fast64_t drain_deadline; /* ms, monotonic */
-    int access_fd;              /* -1 = off */
+    int access_fd;              /* dedicated; reopened in place by a reload */
     struct server_stats stats;
     int64_t started_ms;
 };
@@ -69,6 +87,9 @@ struct server {
 struct worker {
     unsigned id;
     struct server *srv;
+    struct runtime *rt;         /* the live settings this worker runs with (runtime.h) */
+    struct ev_timer poll_timer; /* worker 0: watches the key and token files */
+    struct ev_timer delay_timer; /* worker 0: starts the drain after --drain-delay */
     struct ev_loop *loop;
     pthread_t thread;
     int lfd;                    /* public listener, -1 once closed */
@@ -103,7 +124,13 @@ void worker_log_access(struct conn *c, const char *backend);
 /* A connection closed: resume a listener paused at its connection cap. */
 void worker_conn_closed(struct worker *w, bool admin);
 
-/* main.c: starts draining every worker (SIGTERM, POST /api/drain). */
+/* Shuts down (SIGTERM, SIGINT, POST /api/drain): /readyz fails at once;
+ * with <delay>, the listeners keep accepting for --drain-delay (so nothing is
+ * refused while Kubernetes takes the pod out of its Service), then the drain
+ * starts: no new connections, in-flight requests finish within
+ * --drain-timeout. */
+void server_shutdown(struct server *s, bool delay);
+/* main.c: starts draining every worker now. */
 void server_start_drain(struct server *s);
 
 #endif

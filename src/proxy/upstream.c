@@ -86,7 +86,7 @@ void up_release(struct upconn *u, bool reuse)
     BUG_ON(u->c != NULL);
     struct backend_pool *pool = &u->be->pools[w->id];
     if (reuse && u->connected && !u->eof && !u->rdhup && !atomic_load(&u->be->removed) &&
-        pool->nidle < w->srv->cfg.max_idle_per_backend) {
+        pool->nidle < w->rt->cfg.max_idle_per_backend) {
         buf_release(&u->in);
         u->reused = false;
         u->got_bytes = false;
@@ -97,7 +97,7 @@ void up_release(struct upconn *u, bool reuse)
         list_add_head(&pool->idle, &u->link);
         list_add_head(&w->idle_up, &u->wlink);
         pool->nidle++;
-        ev_timer_start(w->loop, &u->timer, w->srv->cfg.upstream_idle_timeout, idle_timeout_cb, u);
+        ev_timer_start(w->loop, &u->timer, w->rt->cfg.upstream_idle_timeout, idle_timeout_cb, u);
         return;
     }
     if (list_linked(&u->link)) { /* it was idle in the pool */
@@ -200,6 +200,10 @@ void up_build_head(struct conn *c, const struct http1_msg *m)
         if (http1_is_hop_by_hop(m, h->name) || slice_case_eq_cstr(h->name, "content-length") ||
             slice_case_eq_cstr(h->name, "expect") ||
             slice_case_eq_cstr(h->name, "x-forwarded-proto"))
+            continue;
+        /* The client's API key is the balancer's to check, not the
+         * backend's to see (keys.h). */
+        if (c->x->key != NULL && slice_case_eq_cstr(h->name, "authorization"))
             continue;
         if (slice_case_eq_cstr(h->name, "x-forwarded-for")) {
             if (xff.len > 0)

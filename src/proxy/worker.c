@@ -76,7 +76,7 @@ static void accept_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
     /* A bounded batch per wake-up keeps one busy listener from starving
      * the connections already accepted. */
     for (int i = 0; i < 64; i++) {
-        if (admin ? atomic_load(&s->stats.admin_conns_active) >= s->cfg.admin_max_conns
+        if (admin ? atomic_load(&s->stats.admin_conns_active) >= w->rt->cfg.admin_max_conns
                   : atomic_load(&s->stats.conns_active) >= s->max_conns) {
             pause_accept(w, admin, 100);
             return;
@@ -105,7 +105,7 @@ static void accept_cb(struct ev_loop *loop, struct ev_io *io, unsigned events)
 void worker_log_access(struct conn *c, const char *backend)
 {
     struct worker *w = c->w;
-    if (w->srv->access_fd == -1)
+    if (!atomic_load_explicit(&w->srv->access_on, memory_order_relaxed))
         return;
     char ts[32], peer[NET_ADDRSTR_LEN];
     struct timespec now;
@@ -120,11 +120,11 @@ void worker_log_access(struct conn *c, const char *backend)
     int64_t dur = x->t0_us ? util_now_us() - x->t0_us : 0;
     buf_printf(&w->alog,
                "%s %s \"%s %s HTTP/1.%d\" %d %llu backend=%s tries=%u ttfb_ms=%.3f "
-               "duration_ms=%.3f rid=%s%s\n",
+               "duration_ms=%.3f rid=%s key=%s%s\n",
                ts, peer, x->method[0] ? x->method : "-", x->path[0] ? x->path : "-", c->minor,
                c->status, (unsigned long long)x->bytes_out, backend, x->ntried + 1,
                (double)x->ttfb_us / 1000.0, (double)dur / 1000.0, x->rid[0] ? x->rid : "-",
-               c->admin ? " admin" : "");
+               x->key != NULL ? x->key->name : "-", c->admin ? " admin" : "");
 }
 
 static void flush_access_log(struct worker *w)
@@ -180,6 +180,7 @@ static void start_drain(struct worker *w)
     if (w->draining)
         return;
     w->draining = true;
+    ev_timer_stop(w->loop, &w->poll_timer);
     /* The admin listener stays open: /metrics and /readyz show the drain. */
     close_public_listener(w);
     probe_stop(w);
@@ -193,11 +194,40 @@ static void start_drain(struct worker *w)
     ev_timer_start(w->loop, &w->drain_timer, left > 0 ? left : 0, drain_deadline_cb, w);
 }
 
+static void delay_cb(struct ev_loop *loop, struct ev_timer *t)
+{
+    struct worker *w = t->data;
+    UNUSED(loop);
+    server_start_drain(w->srv);
+}
+
+void server_shutdown(struct server *s, bool delay)
+{
+    int64_t d = 0;
+    if (delay) {
+        struct runtime *rt = runtime_get(s);
+        d = rt->cfg.drain_delay;
+        runtime_unref(rt);
+    }
+    if (d == 0) {
+        server_start_drain(s);
+        return;
+    }
+    if (atomic_load(&s->stopping))
+        return; /* already on its way */
+    atomic_store(&s->drain_at, util_now_ms() + d); /* before <stopping>: worker 0 reads it */
+    atomic_store(&s->stopping, true);
+    log_info("shutting down: not ready; still accepting for %lld ms (--drain-delay), then "
+             "draining", (long long)d);
+    ev_wake(s->workers[0].loop); /* worker 0 keeps the time */
+}
+
 static void wake_cb(struct ev_loop *loop, void *data)
 {
     struct worker *w = data;
     struct list ready;
     UNUSED(loop);
+    runtime_adopt(w); /* a reload may have published new settings */
     /* Queued requests that were handed a backend by another thread. */
     list_init(&ready);
     reg_take_ready(&w->srv->reg, &w->ready, &ready);
@@ -208,6 +238,10 @@ static void wake_cb(struct ev_loop *loop, void *data)
     }
     if (atomic_load(&w->srv->draining))
         start_drain(w);
+    else if (w->id == 0 && atomic_load(&w->srv->stopping) && !ev_timer_active(&w->delay_timer)) {
+        int64_t left = atomic_load(&w->srv->drain_at) - util_now_ms();
+        ev_timer_start(w->loop, &w->delay_timer, left > 0 ? left : 0, delay_cb, w);
+    }
     up_prune_removed(w);
 }
 
@@ -251,6 +285,7 @@ int worker_init(struct worker *w, struct server *s, unsigned id, int lfd, int af
     w->srv = s;
     w->lfd = lfd;
     w->afd = afd;
+    w->rt = runtime_get(s);
     list_init(&w->conns);
     list_init(&w->graveyard_c);
     list_init(&w->graveyard_u);
@@ -276,11 +311,22 @@ int worker_init(struct worker *w, struct server *s, unsigned id, int lfd, int af
     return 0;
 }
 
+/* Worker 0 watches the API key and admin token files (runtime.h). */
+static void poll_cb(struct ev_loop *loop, struct ev_timer *t)
+{
+    struct worker *w = t->data;
+    runtime_poll(w->srv, ev_now(loop));
+    if (!w->draining)
+        ev_timer_start(loop, &w->poll_timer, 1000, poll_cb, w);
+}
+
 void *worker_main(void *arg)
 {
     struct worker *w = arg;
-    if (w->id == 0)
+    if (w->id == 0) {
         probe_start(w);
+        ev_timer_start(w->loop, &w->poll_timer, 1000, poll_cb, w);
+    }
     if (atomic_load(&w->srv->draining))
         start_drain(w);
     int r = ev_run(w->loop);
@@ -299,4 +345,6 @@ void worker_free(struct worker *w)
         free(w->xcache[--w->nxcache]);
     ev_loop_free(w->loop);
     w->loop = NULL;
+    runtime_unref(w->rt);
+    w->rt = NULL;
 }

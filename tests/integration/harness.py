@@ -182,7 +182,7 @@ def lb(*args, **kw):
     are off (they would show up in fake backends' counts); pass
     "--health-interval", "1s" to test them."""
     argv = [LB, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
-            "--workers", "1", "--health-interval", "0"] + list(args)
+            "--workers", "1", "--health-interval", "0", "--drain-delay", "0"] + list(args)
     return spawn(argv, name="llamalb", want_admin=True, **kw)
 
 

@@ -75,8 +75,11 @@ static inline void world_start(struct world *wd, unsigned max_inflight, void (*t
     strcpy(s->cfg.access_log, "off");
     if (tweak != NULL)
         tweak(&s->cfg);
-    s->access_fd = -1;
     s->max_conns = 1000;
+    if (runtime_init(s, err, sizeof(err)) != 0) {
+        fprintf(stderr, "runtime: %s\n", err);
+        exit(2);
+    }
     s->nworkers = 1;
     s->workers = xcalloc(1, sizeof(*s->workers));
     reg_init(&s->reg, 1, s->cfg.policy);
@@ -117,6 +120,7 @@ static inline void world_stop(struct world *wd)
     close(wd->backend_fd);
     if (wd->be != NULL)
         backend_unref(wd->be);
+    runtime_deinit(&wd->s);
     reg_deinit(&wd->s.reg);
     free(wd->s.workers);
     cfg_free(&wd->s.cfg);
