@@ -14,7 +14,11 @@
 
 static void ev_update_now_impl(struct ev_loop *loop);
 #define ev_update_now ev_update_now_impl
+#ifdef __wasi__
+#include "ev_poll.c.h" /* poll_oneoff: WasmEdge, one thread (docs/wasm.md) */
+#else
 #include "ev_epoll.c.h"
+#endif
 #undef ev_update_now
 
 /* Timer rounds per iteration are capped so a timer that keeps re-arming
@@ -30,7 +34,9 @@ struct ev_loop {
     size_t nio;
     ev_hook_cb *before_sleep;
     void *before_sleep_data;
-    /* Wake-ups: a pipe whose read end is watched; wake_pending coalesces. */
+    /* Wake-ups: a pipe whose read end is watched; wake_pending coalesces.
+     * A backend without pipes (EV_WAKE_PIPE 0: one thread, nobody else to
+     * wake the loop) only sets wake_pending, and ev_run() sees it. */
     int wake_rd, wake_wr;
     struct ev_io wake_io;
     atomic_bool wake_pending;
@@ -53,26 +59,33 @@ int64_t ev_now(const struct ev_loop *loop)
     return loop->now;
 }
 
+static void wake_run(struct ev_loop *loop)
+{
+    atomic_store(&loop->wake_pending, false);
+    if (loop->wake_cb != NULL)
+        loop->wake_cb(loop, loop->wake_data);
+}
+
 static void wake_read(struct ev_loop *loop, struct ev_io *io, unsigned events)
 {
     char drain[64];
     UNUSED(events);
     while (read(io->fd, drain, sizeof(drain)) > 0)
         ;
-    atomic_store(&loop->wake_pending, false);
-    if (loop->wake_cb != NULL)
-        loop->wake_cb(loop, loop->wake_data);
+    wake_run(loop);
 }
 
 struct ev_loop *ev_loop_new(void)
 {
     struct ev_loop *loop = xcalloc(1, sizeof(*loop));
     int p[2];
-    loop->backend.epfd = -1;
     loop->wake_rd = loop->wake_wr = -1;
     if (backend_init(&loop->backend) != 0)
         goto fail;
-    if (pipe2(p, O_NONBLOCK | O_CLOEXEC) == -1)
+    ev_update_now_impl(loop);
+    if (!EV_WAKE_PIPE)
+        return loop;
+    if (backend_pipe(p) == -1)
         goto fail;
     loop->wake_rd = p[0];
     loop->wake_wr = p[1];
@@ -269,6 +282,8 @@ void ev_wake(struct ev_loop *loop)
 {
     if (atomic_exchange(&loop->wake_pending, true))
         return;
+    if (!EV_WAKE_PIPE)
+        return; /* the loop's own thread: ev_run() sees wake_pending */
     char c = 1;
     ssize_t w = write(loop->wake_wr, &c, 1);
     (void)w;
@@ -289,11 +304,15 @@ int ev_run(struct ev_loop *loop)
             int64_t d = loop->heap[0]->_key - util_now_ms();
             timeout = d <= 0 ? 0 : (d > 60000 ? 60000 : (int)d);
         }
+        if (!EV_WAKE_PIPE && atomic_load(&loop->wake_pending))
+            timeout = 0;
         int r = backend_poll(loop, &loop->backend, timeout);
         if (r < 0)
             return r;
         if (r == 0)
             ev_update_now_impl(loop);
+        if (!EV_WAKE_PIPE && atomic_load(&loop->wake_pending))
+            wake_run(loop);
         run_timers(loop);
     }
     if (loop->before_sleep != NULL)

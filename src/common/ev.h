@@ -7,8 +7,8 @@
  * WasmEdge hands out large, random descriptors): an fd is registered with a pointer to its
  * struct ev_io, and the backend gives that pointer back.
  *
- * The backend (epoll here; poll_oneoff under WASI later) is #included by
- * ev.c and exposes only static functions, as redis' ae does. */
+ * The backend (epoll natively, ev_poll.c.h's poll_oneoff under WASI) is
+ * #included by ev.c and exposes only static functions, as redis' ae does. */
 #ifndef LLAMALB_EV_H
 #define LLAMALB_EV_H
 
@@ -96,6 +96,14 @@ void ev_set_before_sleep(struct ev_loop *loop, ev_hook_cb *cb, void *data);
 void ev_set_wake(struct ev_loop *loop, ev_hook_cb *cb, void *data);
 /* Thread-safe and async-signal-safe. */
 void ev_wake(struct ev_loop *loop);
+
+/* The socket layer's note that a read or write on <fd> came up short
+ * (EAGAIN, EOF, fewer bytes than asked): the next readiness in <mask>
+ * (EV_READ / EV_WRITE) is a new edge. epoll needs nothing; a level-only
+ * poller (poll_oneoff under WASI) re-subscribes the direction it stopped
+ * watching after it reported it, which is how it stays edge-triggered
+ * without spinning (docs/wasm.md). */
+void ev_fd_drained(int fd, unsigned mask);
 
 /* Number of armed timers and registered fds (tests check a loop ends empty). */
 size_t ev_timer_count(const struct ev_loop *loop);

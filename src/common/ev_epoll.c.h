@@ -6,6 +6,7 @@
 #include <sys/epoll.h>
 
 #define EV_BATCH 256
+#define EV_WAKE_PIPE 1 /* other threads wake the loop through a pipe */
 
 struct ev_backend {
     int epfd;
@@ -16,6 +17,11 @@ static int backend_init(struct ev_backend *b)
 {
     b->epfd = epoll_create1(EPOLL_CLOEXEC);
     return b->epfd == -1 ? -errno : 0;
+}
+
+static int backend_pipe(int p[2])
+{
+    return pipe2(p, O_NONBLOCK | O_CLOEXEC);
 }
 
 static void backend_free(struct ev_backend *b)
@@ -78,4 +84,11 @@ static int backend_poll(struct ev_loop *loop, struct ev_backend *b, int timeout_
         io->cb(loop, io, mask);
     }
     return n;
+}
+
+/* epoll reports edges itself: nothing to re-arm (see ev.h). */
+void ev_fd_drained(int fd, unsigned mask)
+{
+    (void)fd;
+    (void)mask;
 }

@@ -8,6 +8,10 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <sys/socket.h>
+#include <sys/types.h>
+#ifdef __wasi__
+#include "net_wasi.h" /* setsockopt, which wasi-libc leaves out */
+#endif
 
 #define NET_ERR_LEN 256
 #define NET_ADDRSTR_LEN 64 /* "[v6]:port" fits */

@@ -1,0 +1,73 @@
+# The balancer as a wasm32-wasi module for WasmEdge (docs/wasm.md), built
+# from the same sources as the native program with Debian's clang 14,
+# wasi-libc, libclang-rt-14-dev-wasm32 and lld (scripts/deps.sh wasm).
+#
+#   make wasm          $(WASM_OUT)/llamalb.wasm (WASM_OUT defaults to build)
+#   make wasm-tests    the src/common unit tests as .wasm, for tests/wasm/
+#   make wasm-aot      $(WASM_OUT)/llamalb.aot.wasm with `wasmedge compile`
+#                      (needs WasmEdge: $WASMEDGE, PATH or build/tools/wasmedge)
+#
+# Platform code is chosen by __wasi__ inside the backends (ev_poll.c.h,
+# net_wasi.c.h, main_wasi.c.h); src/common/wasi/ stands in for the
+# <pthread.h> wasi-libc lacks (one thread: the mutexes are no-ops).
+
+WASM_OUT    ?= build
+WASM_CC     ?= clang-14
+WASM_OPT    ?= -O2
+WASM_WARN   := -Wall -Wextra -Wvla -Wshadow -Wformat=2 -Wmissing-prototypes -Wstrict-prototypes
+WASM_CFLAGS := --target=wasm32-wasi -std=c11 -D_GNU_SOURCE -DLLAMALB_VERSION=\"$(VERSION)\" \
+               -D_WASI_EMULATED_GETPID $(WASM_WARN) $(WASM_OPT) $(if $(WERROR),-Werror) \
+               -Isrc/common/wasi -Isrc/common -include src/common/wasi/compat.h -MMD -MP
+# read/write/writev are wrapped by net_wasi.c.h: sockets written with
+# sock_send (no SIGPIPE in the host), short reads and writes re-arm the
+# poll_oneoff loop; fcntl by src/common/wasi/compat.c. A 1 MiB stack (wasm-ld's default is 64 KiB).
+WASM_LDFLAGS := --target=wasm32-wasi -Wl,--wrap=read,--wrap=write,--wrap=writev,--wrap=fcntl \
+                -Wl,-z,stack-size=1048576 -Wl,--strip-all
+WASM_LIBS   := -lwasi-emulated-getpid
+
+wobj = $(patsubst %.c,$(WASM_OUT)/wasm-obj/%.o,$(1))
+WASM_COMMON_OBJ := $(call wobj,$(COMMON_SRC) src/common/wasi/compat.c)
+WASM_PROXY_OBJ  := $(call wobj,$(PROXY_SRC))
+# Sources other mk/ files generate into $(B)/gen (the status page, mk/status.mk).
+WASM_PROXY_OBJ  += $(patsubst $(B)/gen/%.c,$(WASM_OUT)/wasm-obj/gen/%.o,$(STATUS_C))
+# The unit tests of src/common that make sense in one thread without pipes.
+WASM_UNIT       ?= test_buf test_http1 test_json test_ev_wasi
+WASM_UNIT_BIN   := $(patsubst %,$(WASM_OUT)/wasm-tests/%.wasm,$(WASM_UNIT))
+
+.PHONY: wasm wasm-tests wasm-aot wasm-deps
+wasm: $(WASM_OUT)/llamalb.wasm
+wasm-tests: $(WASM_UNIT_BIN)
+
+wasm-deps:
+	@scripts/deps.sh wasm
+
+$(WASM_OUT)/wasm-obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(WASM_CC) $(WASM_CFLAGS) -c $< -o $@
+
+$(WASM_OUT)/wasm-obj/gen/%.o: $(B)/gen/%.c
+	@mkdir -p $(dir $@)
+	$(WASM_CC) $(WASM_CFLAGS) -c $< -o $@
+
+$(WASM_OUT)/llamalb.wasm: $(WASM_PROXY_OBJ) $(WASM_COMMON_OBJ)
+	$(WASM_CC) $(WASM_LDFLAGS) $^ -o $@ $(WASM_LIBS)
+	@echo "$@: $$(stat -c %s $@) bytes"
+
+$(WASM_OUT)/wasm-tests/test_ev_wasi.wasm: $(WASM_OUT)/wasm-obj/tests/wasm/test_ev_wasi.o \
+		$(WASM_OUT)/wasm-obj/tests/tap.o $(WASM_COMMON_OBJ)
+	@mkdir -p $(dir $@)
+	$(WASM_CC) $(WASM_LDFLAGS) $^ -o $@ $(WASM_LIBS)
+$(WASM_OUT)/wasm-tests/%.wasm: $(WASM_OUT)/wasm-obj/tests/unit/%.o $(WASM_OUT)/wasm-obj/tests/tap.o \
+		$(WASM_COMMON_OBJ)
+	@mkdir -p $(dir $@)
+	$(WASM_CC) $(WASM_LDFLAGS) $^ -o $@ $(WASM_LIBS)
+
+# The AOT-compiled ("universal") module: the same .wasm with native code
+# for this machine in a custom section; any WasmEdge runs it.
+WASMEDGE_BIN = $(or $(WASMEDGE),$(shell command -v wasmedge 2>/dev/null),$(wildcard build/tools/wasmedge/bin/wasmedge))
+wasm-aot: $(WASM_OUT)/llamalb.aot.wasm
+$(WASM_OUT)/llamalb.aot.wasm: $(WASM_OUT)/llamalb.wasm
+	@test -n "$(WASMEDGE_BIN)" || { echo "wasm-aot: WasmEdge not found (\$$WASMEDGE, PATH, build/tools/wasmedge)"; exit 1; }
+	$(WASMEDGE_BIN) compile $< $@ >/dev/null
+
+-include $(shell find $(WASM_OUT)/wasm-obj -name '*.d' 2>/dev/null)
