@@ -50,6 +50,8 @@ struct server_stats {
     atomic_uint_fast64_t body_mem;          /* bytes reserved for request bodies, all workers */
     atomic_uint_fast64_t body_mem_refused;  /* 503: --max-body-memory reached */
     atomic_uint_fast64_t slow_client_cuts;  /* responses cut: --slow-client-budget spent */
+    atomic_uint_fast64_t up_idle;           /* pooled upstream connections now, all workers
+                                               (each pool's own count is its worker's) */
 };
 
 /* What identifies a watched file's content (runtime_poll). */

@@ -50,6 +50,7 @@ struct upconn *up_lease(struct worker *w, struct backend *b, bool fresh_only, in
         list_del(&u->link);
         list_del(&u->wlink);
         pool->nidle--;
+        atomic_fetch_sub_explicit(&w->srv->stats.up_idle, 1, memory_order_relaxed);
         ev_timer_stop(w->loop, &u->timer);
         u->reused = true;
         u->uses++;
@@ -97,6 +98,7 @@ void up_release(struct upconn *u, bool reuse)
         list_add_head(&pool->idle, &u->link);
         list_add_head(&w->idle_up, &u->wlink);
         pool->nidle++;
+        atomic_fetch_add_explicit(&w->srv->stats.up_idle, 1, memory_order_relaxed);
         ev_timer_start(w->loop, &u->timer, w->rt->cfg.upstream_idle_timeout, idle_timeout_cb, u);
         return;
     }
@@ -104,6 +106,7 @@ void up_release(struct upconn *u, bool reuse)
         list_del(&u->link);
         list_del(&u->wlink);
         pool->nidle--;
+        atomic_fetch_sub_explicit(&w->srv->stats.up_idle, 1, memory_order_relaxed);
     }
     u->closed = true;
     ev_timer_stop(w->loop, &u->timer);

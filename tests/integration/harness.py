@@ -23,6 +23,10 @@ LB = os.path.join(BUILD, "llamalb")
 SIM = os.path.join(BUILD, "llamalb-sim")
 WATCHER = os.path.join(BUILD, "llamalb-watcher")
 
+# ThreadSanitizer (make tsan) keeps shadow memory for every byte the
+# program touches: RSS bounds in tests are multiplied by this.
+RSS_SCALE = 4 if os.environ.get("TSAN_OPTIONS") else 1
+
 _count = 0
 _failed = 0
 _procs = []
@@ -180,9 +184,12 @@ def sim(*args, name="sim", **kw):
 def lb(*args, **kw):
     """Starts llamalb on free loopback ports (public and admin). Active probes
     are off (they would show up in fake backends' counts); pass
-    "--health-interval", "1s" to test them."""
+    "--health-interval", "1s" to test them. LLAMALB_TEST_WORKERS (make tsan
+    sets it) runs more than one worker thread; a test that needs one passes
+    "--workers", "1" itself."""
     argv = [LB, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
-            "--workers", "1", "--health-interval", "0", "--drain-delay", "0"] + list(args)
+            "--workers", os.environ.get("LLAMALB_TEST_WORKERS", "1"),
+            "--health-interval", "0", "--drain-delay", "0"] + list(args)
     return spawn(argv, name="llamalb", want_admin=True, **kw)
 
 

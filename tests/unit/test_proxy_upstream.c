@@ -23,8 +23,10 @@ static bool wait_until(bool (*pred)(struct world *), struct world *wd)
 }
 
 static bool slot_free(struct world *wd) { return atomic_load(&wd->be->inflight) == 0; }
-static bool one_idle(struct world *wd) { return wd->be->pools[0].nidle == 1; }
-static bool none_idle(struct world *wd) { return wd->be->pools[0].nidle == 0; }
+/* The pool belongs to the worker's thread: the test reads the process-wide
+ * atomic count (one worker, one backend here). */
+static bool one_idle(struct world *wd) { return atomic_load(&wd->s.stats.up_idle) == 1; }
+static bool none_idle(struct world *wd) { return atomic_load(&wd->s.stats.up_idle) == 0; }
 
 static bool backend_request(int bfd)
 {
