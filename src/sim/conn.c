@@ -48,6 +48,12 @@ static void take_headers(struct sim_conn *c)
     const struct http1_header *h;
     c->auth_bad = false;
     c->ctype[0] = '\0';
+    c->rid[0] = '\0';
+    if (sim_srv.cfg->request_log != NULL && (h = http1_find(&c->msg, "x-request-id")) != NULL) {
+        size_t n = MIN(h->value.len, sizeof(c->rid) - 1);
+        memcpy(c->rid, h->value.p, n);
+        c->rid[n] = '\0';
+    }
     c->fault_bad = sim_fault_from_headers(&c->fault, &sim_srv.cfg->fault, &c->msg,
                                           c->fault_err, sizeof(c->fault_err)) != 0;
     h = http1_find(&c->msg, "content-type");

@@ -18,6 +18,7 @@ static const char usage[] =
     "  --listen ADDR            HOST:PORT to listen on (default 0.0.0.0:8080; port 0 = any)\n"
     "  --model-name NAME        model that answers every request (default \"default\")\n"
     "  --id NAME                value of the X-Sim-Id header (default: the model name)\n"
+    "  --request-log FILE       append \"X-Request-Id route\" for every request read\n"
     "  --slots N                simultaneous generations (default 1); the rest wait FIFO\n"
     "  --ttft-ms N              time to first token in ms (default 0)\n"
     "  --tokens-per-sec N       token rate after the first (default 0 = no delay)\n"
@@ -147,6 +148,8 @@ int main(int argc, char **argv)
             cfg.embedding_dim = (unsigned)u;
         } else if (strcmp(opt, "--api-key") == 0) {
             cfg.api_key = val[0] ? val : NULL;
+        } else if (strcmp(opt, "--request-log") == 0) {
+            cfg.request_log = val[0] ? val : NULL;
         } else if (strcmp(opt, "--fault") == 0) {
             if (sim_fault_parse(&cfg.fault, slice_cstr(val), true, err, sizeof(err)) != 0)
                 return die("--fault: %s", err);

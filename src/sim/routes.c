@@ -5,6 +5,7 @@
  * info, files and chunks, stats, the 404s). Generations go to gen.c. The
  * route table is in docs/sim.md, Routes. */
 
+#include <stdio.h>
 #include <string.h>
 
 #include "json.h"
@@ -127,6 +128,23 @@ static void serve_simple(struct sim_conn *c, enum sim_route rt, struct slice met
     sim_conn_request_done(c);
 }
 
+/* --request-log: one line per request read, "<X-Request-Id or -> <route>",
+ * written at once (line-buffered), so that a test can prove which requests
+ * reached this instance even after it is killed. */
+static void request_log(struct sim_conn *c, enum sim_route rt)
+{
+    static FILE *f;
+    if (sim_srv.cfg->request_log == NULL)
+        return;
+    if (f == NULL) {
+        f = fopen(sim_srv.cfg->request_log, "a");
+        if (f == NULL)
+            return;
+        setvbuf(f, NULL, _IOLBF, 0);
+    }
+    fprintf(f, "%s %s\n", c->rid[0] ? c->rid : "-", sim_route_names[rt]);
+}
+
 void sim_route_serve(struct sim_conn *c)
 {
     const char *base = buf_data(&c->in);
@@ -139,6 +157,7 @@ void sim_route_serve(struct sim_conn *c)
 
     sim_srv.requests++;
     sim_srv.route_count[rt]++;
+    request_log(c, rt);
     c->in_flight = true;
     sim_srv.in_flight++;
     c->st = SIM_ST_BUSY;

@@ -98,6 +98,7 @@ struct sim_conn {
     int fd;
     enum sim_conn_state st;
     bool closed;
+    char rid[64];               /* X-Request-Id of the request (--request-log), "" = none */
     bool in_run;                /* inside the run loop: callees must not re-enter it */
     bool can_read, can_write;   /* readiness remembered between edges */
     bool close_after_write;     /* close once <out> is flushed */

@@ -61,6 +61,7 @@ struct sim_config {
     bool include_usage;       /* --include-usage: usage chunk default for streams */
     int block;                /* -1 = auto (slots == 1), 0 = off, 1 = on */
     const char *api_key;      /* --api-key / env API_KEY; NULL = no check */
+    const char *request_log;  /* --request-log: one line per request read, NULL = none */
     struct sim_fault fault;   /* --fault: applies to every request */
 };
 
