@@ -120,7 +120,8 @@ def start_llamalb(backends, extra=()):
     """backends: list of "name=addr[,opts]". Returns (proc, addr, admin)."""
     argv = ["taskset", "-c", PROXY_CPU, LB, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
             "--workers", "1", "--health-interval", "0", "--default-max-inflight", "0",
-            "--access-log", "off", "--log-level", "warn", "--max-idle-per-backend", "256"]
+            "--access-log", "off", "--log-level", "warn", "--max-idle-per-backend", "256",
+            "--drain-delay", "0"]
     for b in backends:
         argv += ["--backend", b]
     p, addr, admin = llm_sched.start(argv + list(extra), want_admin=True)
@@ -251,10 +252,12 @@ def stop_targets(targets):
 
 # ----------------------------------------------------------------- load generators
 
-def lua_script(bodies):
+def lua_script(bodies, headers=None):
     path = os.path.join(TMP, "post-%d.lua" % len(LOG))
     with open(path, "w") as f:
         f.write('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n')
+        for k, v in (headers or {}).items():
+            f.write('wrk.headers["%s"] = "%s"\n' % (k, v))
         if len(bodies) == 1:
             f.write("wrk.body = [==[%s]==]\n" % bodies[0])
         else:
@@ -399,6 +402,42 @@ def m1_small():
            "CPU %s %%" % LOAD_CPU, "p50 ms", "p99 ms", "errors"], rows)
     stop_targets(targets)
     RESULTS["1_small"] = {"runs": runs, "median": res}
+    return res
+
+
+def m8_keys():
+    """8. What checking API keys costs: llamalb without keys against llamalb with a
+    1,000-key file whose key for this load has request and token limits (so every
+    request is looked up, compared, admitted, counted and answered with
+    x-ratelimit-* headers), in the same interleaved rounds as measurement 1."""
+    _, s = sim(tokens=8)
+    keyfile = os.path.join(TMP, "keys")
+    with open(keyfile, "w") as f:
+        for i in range(999):
+            f.write("sk-bench-%04d-%s name=k%d rpm=100000000\n" % (i, "x" * 24, i))
+        f.write("sk-bench-load-0123456789abcdef name=load rpm=100000000 tpm=1000000000\n")
+    plain = start_llamalb(["m1=%s" % s])
+    keyed = start_llamalb(["m1=%s" % s], ["--api-key-file", keyfile])
+    scripts = {"no keys": (plain, lua_script([SMALL])),
+               "API keys": (keyed, lua_script([SMALL], {"Authorization":
+                                                       "Bearer sk-bench-load-0123456789abcdef"}))}
+    runs = {k: [] for k in scripts}
+    for k, ((p, a, _), sc) in scripts.items():
+        wrk(a, sc, 1)
+    for _ in range(REPS_M1):
+        for k, ((p, a, _), sc) in scripts.items():
+            runs[k].append(wrk(a, sc, D_RPS, pid=p.pid))
+    res = {k: {x: med(v, x) for x in ("rps", "cpu_us_per_req", "p99_ms", "errors")}
+           for k, v in runs.items()}
+    base = res["no keys"]["cpu_us_per_req"]
+    rows = [[k, fmt(r["rps"]), fmt(r["cpu_us_per_req"]), "%.3f" % (r["cpu_us_per_req"] / base),
+             "%.3f" % r["p99_ms"], "%d" % r["errors"]] for k, r in res.items()]
+    table("8. API key checking (1,000 keys, limits on), wrk -t1 -c64 -d%ds, median of %d; target: "
+          "CPU per request <= 1.02x without keys" % (D_RPS, REPS_M1),
+          ["llamalb", "req/s", "proxy CPU us/req", "x no keys", "p99 ms", "errors"], rows)
+    for (p, _, _) in (plain, keyed):
+        stop(p)
+    RESULTS["8_keys"] = {"runs": runs, "median": res}
     return res
 
 
@@ -984,7 +1023,7 @@ def main():
     try:
         if ONLY:
             steps = {"1": m1_small, "2": m2_stream, "3": m3_memory, "4": m4_route,
-                     "5": m5_sched, "6": m6_registry, "7": m7_footprint}
+                     "5": m5_sched, "6": m6_registry, "7": m7_footprint, "8": m8_keys}
             for k in sorted(ONLY):
                 steps[k]()
             return
@@ -994,6 +1033,7 @@ def main():
         m4 = m4_route()
         m6 = m6_registry()
         m7 = m7_footprint()
+        m8_keys()
         stop_all()
         m5 = m5_sched()
         summary(m1, m2, m3, m4, m5, m6, m7)

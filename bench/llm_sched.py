@@ -205,7 +205,8 @@ def start_sims(procs):
 def start_llamalb(policy, addrs, procs, cap=1):
     argv = [os.path.join(BUILD, "llamalb"), "--listen", "127.0.0.1:0", "--admin-listen",
             "127.0.0.1:0", "--workers", "1", "--policy", policy, "--access-log", "off",
-            "--health-interval", "0", "--log-level", "warn", "--queue-timeout", "60s"]
+            "--health-interval", "0", "--log-level", "warn", "--queue-timeout", "60s",
+            "--drain-delay", "0"]
     for (name, _, _, _), a in zip(BACKENDS, addrs):
         argv += ["--backend", "%s=%s,weight=1,max-inflight=%d" % (name, a, cap)]
     p, a, _ = start(argv, want_admin=True)

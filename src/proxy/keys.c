@@ -210,7 +210,7 @@ void keyring_unref(struct keyring *k)
 static int parse_uint(const char *v, unsigned *out)
 {
     uint64_t n;
-    if (util_parse_u64(v, strlen(v), 0, 100000000, &n) != 0)
+    if (util_parse_u64(v, strlen(v), 0, UINT32_MAX, &n) != 0)
         return -1;
     *out = (unsigned)n;
     return 0;
