@@ -5,8 +5,8 @@
  * imports of wasi_snapshot_preview1 (docs/wasm.md has their layouts):
  *
  *   - sockets are blocking when opened: fd_fdstat_set_flags(NONBLOCK) for
- *     listeners and connecting sockets, the standard 3-argument sock_accept
- *     with NONBLOCK for accepted ones;
+ *     every one, accepted ones included (WasmEdge 0.14's sock_accept puts
+ *     its NONBLOCK flag on the listener instead);
  *   - a connect's result comes from sock_getsockopt(SO_ERROR), already a
  *     WASI errno (the same numbers as wasi-libc's errno);
  *   - writes to sockets go through sock_send, which is sendmsg(MSG_NOSIGNAL)
@@ -161,6 +161,15 @@ int net_accept(int lfd, struct net_addr *peer)
         __wasi_fd_t fd;
         __wasi_errno_t e = __wasi_sock_accept((__wasi_fd_t)lfd, __WASI_FDFLAGS_NONBLOCK, &fd);
         if (e == 0) {
+            /* WasmEdge 0.14's sock_accept applies NONBLOCK to the listening
+             * socket, not the new one (inode-linux.cpp: fcntl(Fd, ...)
+             * instead of NewFd): set it here, or a read past the request
+             * blocks the only thread (docs/wasm.md). */
+            int r = set_nonblock((int)fd);
+            if (r != 0) {
+                close((int)fd);
+                return r;
+            }
             if (peer != NULL) {
                 uint8_t bytes[16] = {0};
                 struct we_address w = {bytes, sizeof(bytes)};
