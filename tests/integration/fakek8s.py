@@ -50,6 +50,10 @@ DISCOVERY = {
                                      ("roles", "Role", True), ("rolebindings", "RoleBinding", True)],
     "node.k8s.io/v1": [("runtimeclasses", "RuntimeClass", False)],
     "networking.k8s.io/v1": [("networkpolicies", "NetworkPolicy", True)],
+    "policy/v1": [("poddisruptionbudgets", "PodDisruptionBudget", True)],
+    "scheduling.k8s.io/v1": [("priorityclasses", "PriorityClass", False)],
+    "monitoring.coreos.com/v1": [("podmonitors", "PodMonitor", True),
+                                 ("servicemonitors", "ServiceMonitor", True)],
 }
 
 

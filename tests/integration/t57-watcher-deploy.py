@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: MIT
-"""deploy/k8s/ checked without a cluster: every manifest goes through
+"""deploy/kustomize/ (the base's and the model servers' manifests) checked without a cluster: every manifest goes through
 `kubectl apply --dry-run=client` against the fake API server, the
 cross-references are checked (selectors, ports, probes, RBAC, Secret, the
 demo's Service shape), llamalb's arguments pass `llamalb -t`, and then the
@@ -28,11 +28,15 @@ from watchlib import kubeconfig, path, wait_backends, watcher, weights
 
 deadline(60)
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
-K8S = os.path.join(ROOT, "deploy", "k8s")
+K8S = os.path.join(ROOT, "deploy", "kustomize")
+# Where each manifest lives in the kustomize tree (t71 renders the overlays).
+FILES = {"llamalb.yaml": "base/llamalb.yaml", "watcher.yaml": "base/watcher.yaml",
+         "models-sim.yaml": "models/sim/models-sim.yaml",
+         "models-wasmedge.yaml": "models/wasmedge/models-wasmedge.yaml"}
 
 
 def load(name):
-    with open(os.path.join(K8S, name)) as fh:
+    with open(os.path.join(K8S, FILES[name])) as fh:
         return [d for d in yaml.safe_load_all(fh) if d]
 
 
@@ -58,10 +62,10 @@ for f, ds in docs.items():
         note("kubectl not installed: dry-run of %s skipped" % f)
         continue
     r = subprocess.run([KUBECTL, "--kubeconfig", kc, "apply", "--dry-run=client",
-                        "--validate=false", "-f", os.path.join(K8S, f)],
+                        "--validate=false", "-f", os.path.join(K8S, FILES[f])],
                        capture_output=True, text=True, timeout=30)
     is_((r.returncode, r.stdout.count("created (dry run)")), (0, len(ds)),
-        "kubectl apply --dry-run=client -f deploy/k8s/%s: %d objects" % (f, len(ds)))
+        "kubectl apply --dry-run=client -f deploy/kustomize/%s: %d objects" % (FILES[f], len(ds)))
     if r.returncode:
         note(r.stderr)
 
@@ -99,9 +103,9 @@ ok("--mode=endpoints" in wargs and "--lb-service=default/llamalb" in wargs,
    "watcher: --mode endpoints --lb-service default/llamalb")
 role = find("watcher.yaml", "ClusterRole", "llamalb-watcher")
 is_(sorted((r["apiGroups"][0], r["resources"][0], tuple(r["verbs"])) for r in role["rules"]),
-    [("", "services", ("get", "list", "watch")),
-     ("discovery.k8s.io", "endpointslices", ("get", "list", "watch"))],
-    "ClusterRole: get/list/watch on services and endpointslices only")
+    [("", "services", ("list", "watch")),
+     ("discovery.k8s.io", "endpointslices", ("list", "watch"))],
+    "ClusterRole: list/watch on services and endpointslices only (what the watcher calls)")
 rb = find("watcher.yaml", "ClusterRoleBinding", "llamalb-watcher")
 is_((rb["subjects"][0]["name"], wd["spec"]["template"]["spec"]["serviceAccountName"]),
     ("llamalb-watcher", "llamalb-watcher"), "binding and Deployment use the ServiceAccount")
@@ -128,10 +132,12 @@ ok("--admin-listen=$(POD_IP):8081" in c["args"] and
        for e in c["env"]), "llamalb: the admin API listens on the pod IP only")
 np = find("llamalb.yaml", "NetworkPolicy", "llamalb-admin")
 admin_rules = [r for r in np["spec"]["ingress"] if any(p["port"] == 8081 for p in r["ports"])]
-ok(len(admin_rules) == 1 and admin_rules[0]["from"] ==
-   [{"podSelector": {"matchLabels": {"app": "llamalb-watcher"}}}] and
+prom = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+        "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}}
+ok(sorted((r["from"] for r in admin_rules), key=len) ==
+   [[{"podSelector": {"matchLabels": {"app": "llamalb-watcher"}}}], [prom]] and
    wd["spec"]["template"]["metadata"]["labels"]["app"] == "llamalb-watcher",
-   "NetworkPolicy: only the watcher's pods reach the admin port")
+   "NetworkPolicy: only the watcher's pods (and Prometheus, for /metrics) reach the admin port")
 r = subprocess.run([LB, "-t"] + largs, capture_output=True, text=True, timeout=10)
 is_(r.returncode, 0, "llamalb -t accepts the manifest's arguments")
 
