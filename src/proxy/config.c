@@ -90,6 +90,7 @@ static const struct opt opts[] = {
     {"eject-time", OPT_DURATION, F(eject_time), 1, 86400000, "first ejection (30s, doubling)"},
     {"eject-max-time", OPT_DURATION, F(eject_max_time), 1, 86400000, "longest ejection (300s)"},
     {"access-log", OPT_STR, F(access_log), 0, 0, "PATH, - (stdout) or off (default: stderr)"},
+    {"access-log-format", OPT_STR, 0, 0, 0, 0, "text | json: the same fields either way (text)"},
     {"default-max-inflight", OPT_UINT, F(default_max_inflight), 0, 1000000,
      "requests a backend takes at once unless it says (1; 0 = no cap)"},
     {"queue-max", OPT_UINT, F(queue_max), 0, 1000000, "requests waiting for a free backend (1024)"},
@@ -252,6 +253,14 @@ static int apply_keyword(struct cfg *c, const struct opt *o, const char *v, char
         c->reject_unknown_model = strcmp(v, "reject") == 0;
         return 0;
     }
+    if (strcmp(o->name, "access-log-format") == 0) {
+        if (strcmp(v, "text") != 0 && strcmp(v, "json") != 0) {
+            snprintf(err, errlen, "access-log-format: expected text or json");
+            return -1;
+        }
+        c->access_log_json = strcmp(v, "json") == 0;
+        return 0;
+    }
     if (strcmp(o->name, "log-level") == 0) {
         enum log_level lvl;
         if (log_parse_level(v, &lvl) != 0) {
@@ -321,6 +330,7 @@ static int apply(struct cfg *c, const struct opt *o, const char *v, char *err, s
     switch (o->type) {
     case OPT_STR:
         if (strcmp(o->name, "unknown-model") == 0 || strcmp(o->name, "log-level") == 0 ||
+            strcmp(o->name, "access-log-format") == 0 ||
             (strcmp(o->name, "affinity") == 0 && strcmp(v, "off") == 0))
             return apply_keyword(c, o, v, err, errlen);
         if (strlen(v) >= o->size) {

@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "json.h"
 #include "log.h"
 #include "probe.h"
 #include "proxy.h"
@@ -118,6 +119,27 @@ void worker_log_access(struct conn *c, const char *backend)
     static const struct exchange none;
     const struct exchange *x = c->x ? c->x : &none;
     int64_t dur = x->t0_us ? util_now_us() - x->t0_us : 0;
+    if (conn_cfg(c)->access_log_json) {
+        /* The text line's fields, by name; strings escaped (json.h). */
+        struct buf *o = &w->alog;
+        const char *key = x->key != NULL ? x->key->name : NULL;
+        buf_printf(o, "{\"time\":\"%s\",\"peer\":", ts);
+        json_append_str(o, peer, strlen(peer));
+        buf_append_lit(o, ",\"method\":");
+        json_append_str(o, x->method[0] ? x->method : "-", strlen(x->method[0] ? x->method : "-"));
+        buf_append_lit(o, ",\"path\":");
+        json_append_str(o, x->path[0] ? x->path : "-", strlen(x->path[0] ? x->path : "-"));
+        buf_printf(o, ",\"protocol\":\"HTTP/1.%d\",\"status\":%d,\"bytes\":%llu,\"backend\":",
+                   c->minor, c->status, (unsigned long long)x->bytes_out);
+        json_append_str(o, backend, strlen(backend));
+        buf_printf(o, ",\"tries\":%u,\"ttfb_ms\":%.3f,\"duration_ms\":%.3f,\"rid\":",
+                   x->ntried + 1, (double)x->ttfb_us / 1000.0, (double)dur / 1000.0);
+        json_append_str(o, x->rid[0] ? x->rid : "-", strlen(x->rid[0] ? x->rid : "-"));
+        buf_append_lit(o, ",\"key\":");
+        json_append_str(o, key != NULL ? key : "-", strlen(key != NULL ? key : "-"));
+        buf_printf(o, ",\"admin\":%s}\n", c->admin ? "true" : "false");
+        return;
+    }
     buf_printf(&w->alog,
                "%s %s \"%s %s HTTP/1.%d\" %d %llu backend=%s tries=%u ttfb_ms=%.3f "
                "duration_ms=%.3f rid=%s key=%s%s\n",
