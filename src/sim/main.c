@@ -22,7 +22,7 @@ static const char usage[] =
     "  --slots N                simultaneous generations (default 1); the rest wait FIFO\n"
     "  --ttft-ms N              time to first token in ms (default 0)\n"
     "  --tokens-per-sec N       token rate after the first (default 0 = no delay)\n"
-    "  --jitter PCT             +-PCT%% random spread on every delay (default 0)\n"
+    "  --jitter PCT             +-PCT% random spread on every delay (default 0)\n"
     "  --seed N                 PRNG seed for jitter and ids (default: random)\n"
     "  --completion-tokens N    length when the request sets none (default 16)\n"
     "  --max-tokens-cap N       upper bound on a requested length (default 100000)\n"
@@ -38,6 +38,7 @@ static const char usage[] =
     "                           reset, slow-headers=50ms, refuse, unhealthy-for=5s\n"
     "  --log-level LEVEL        debug, info, warn or error (default warn)\n"
     "  --help                   this text\n"
+    "  --version                the version\n"
     "\n"
     "Per request, the header X-Sim-Fault takes the same SPEC (not refuse/unhealthy-for).\n"
     "Prints \"listening on HOST:PORT\" on stdout when ready; SIGTERM/SIGINT stop it.\n";
@@ -84,6 +85,9 @@ int main(int argc, char **argv)
         /* Flags without a value. */
         if (strcmp(opt, "--help") == 0 || strcmp(opt, "-h") == 0) {
             fputs(usage, stdout);
+            return 0;
+        } else if (strcmp(opt, "--version") == 0) {
+            puts("llamalb-sim " LLAMALB_VERSION);
             return 0;
         } else if (strcmp(opt, "--include-usage") == 0) {
             cfg.include_usage = true;
