@@ -9,4 +9,5 @@ export LLAMALB_BUILD="$PWD/$B"
 unit=$(ls "$B"/tests/test_* 2>/dev/null || true)
 replay=$(ls "$B"/tests/replay_*.sh 2>/dev/null || true)  # fuzz corpora, see Makefile
 integ=$(ls tests/integration/t[0-9]*.py 2>/dev/null || true)
-exec prove --exec tests/exec.sh --timer $PROVE_FLAGS $unit $replay $integ
+wasm=$(ls tests/wasm/t[0-9]*.py 2>/dev/null || true)  # under WasmEdge (docs/wasm.md)
+exec prove --exec tests/exec.sh --timer $PROVE_FLAGS $unit $replay $integ $wasm
