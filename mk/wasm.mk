@@ -31,7 +31,7 @@ WASM_PROXY_OBJ  := $(call wobj,$(PROXY_SRC))
 # Sources other mk/ files generate into $(B)/gen (the status page, mk/status.mk).
 WASM_PROXY_OBJ  += $(patsubst $(B)/gen/%.c,$(WASM_OUT)/wasm-obj/gen/%.o,$(STATUS_C))
 # The unit tests of src/common that make sense in one thread without pipes.
-WASM_UNIT       ?= test_buf test_http1 test_json
+WASM_UNIT       ?= test_buf test_http1 test_json test_ev_wasi
 WASM_UNIT_BIN   := $(patsubst %,$(WASM_OUT)/wasm-tests/%.wasm,$(WASM_UNIT))
 
 .PHONY: wasm wasm-tests wasm-aot wasm-deps wasm-prep
