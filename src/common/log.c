@@ -10,7 +10,7 @@
 
 #include "log.h"
 
-enum log_level log_min_level = LOG_INFO;
+_Atomic enum log_level log_min_level = LOG_INFO;
 
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
 

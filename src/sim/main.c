@@ -158,8 +158,10 @@ int main(int argc, char **argv)
             if (sim_fault_parse(&cfg.fault, slice_cstr(val), true, err, sizeof(err)) != 0)
                 return die("--fault: %s", err);
         } else if (strcmp(opt, "--log-level") == 0) {
-            if (log_parse_level(val, &log_min_level) != 0)
+            enum log_level lvl;
+            if (log_parse_level(val, &lvl) != 0)
                 return die("bad log level '%s'", val);
+            log_min_level = lvl;
         } else {
             fputs(usage, stderr);
             return die("unknown option '%s'", opt);

@@ -54,7 +54,7 @@ static void wake_cb(void *arg)
 
 /* The test's own logger (libcommon's log.o is not linked: every symbol of
  * it is defined here): counts lines, checks the lock, prints nothing. */
-enum log_level log_min_level = LOG_DEBUG;
+_Atomic enum log_level log_min_level = LOG_DEBUG;
 
 int log_parse_level(const char *s, enum log_level *out)
 {
