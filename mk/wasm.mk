@@ -34,7 +34,7 @@ WASM_PROXY_OBJ  += $(patsubst $(B)/gen/%.c,$(WASM_OUT)/wasm-obj/gen/%.o,$(STATUS
 WASM_UNIT       ?= test_buf test_http1 test_json test_ev_wasi
 WASM_UNIT_BIN   := $(patsubst %,$(WASM_OUT)/wasm-tests/%.wasm,$(WASM_UNIT))
 
-.PHONY: wasm wasm-tests wasm-aot wasm-deps wasm-prep
+.PHONY: wasm wasm-tests wasm-aot wasm-deps wasm-prep wasm-bench
 wasm: $(WASM_OUT)/llamalb.wasm
 wasm-tests: $(WASM_UNIT_BIN)
 
@@ -84,5 +84,12 @@ wasm-aot: $(WASM_OUT)/llamalb.aot.wasm
 $(WASM_OUT)/llamalb.aot.wasm: $(WASM_OUT)/llamalb.wasm
 	@test -n "$(WASMEDGE_BIN)" || { echo "wasm-aot: WasmEdge not found (\$$WASMEDGE, PATH, build/tools/wasmedge)"; exit 1; }
 	$(WASMEDGE_BIN) compile $< $@ >/dev/null
+
+# Native against the module interpreted and AOT-compiled (bench/wasm.py;
+# needs WasmEdge and wrk: scripts/deps.sh bench).
+wasm-bench: wasm
+	@scripts/deps.sh bench
+	@$(MAKE) --no-print-directory $(B)/llamalb $(B)/llamalb-sim
+	@python3 bench/wasm.py $(B)
 
 -include $(shell find $(WASM_OUT)/wasm-obj -name '*.d' 2>/dev/null)
