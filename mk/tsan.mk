@@ -24,3 +24,15 @@ tsan: tsan-build
 		echo "make tsan: $$(cat $(TSAN_B)/tsan-logs/tsan.* | grep -c '^WARNING: ThreadSanitizer') ThreadSanitizer report(s) in $(TSAN_B)/tsan-logs/" >&2; \
 		exit 1; \
 	fi; exit $$rc
+
+# `make tsan-soak`: the soak (mk/soak.mk) against the TSan build, where two
+# workers, the admin thread and the prober meet under load and chaos.
+.PHONY: tsan-soak
+tsan-soak: tsan-build
+	@rm -rf $(TSAN_B)/tsan-logs && mkdir -p $(TSAN_B)/tsan-logs
+	@TSAN_OPTIONS="log_path=$(CURDIR)/$(TSAN_B)/tsan-logs/tsan halt_on_error=0 history_size=4" \
+		LLAMALB_BUILD=$(CURDIR)/$(TSAN_B) $(SOAK_RUN); rc=$$?; \
+	if ls $(TSAN_B)/tsan-logs/tsan.* >/dev/null 2>&1; then \
+		cat $(TSAN_B)/tsan-logs/tsan.*; \
+		echo "make tsan-soak: ThreadSanitizer report(s) in $(TSAN_B)/tsan-logs/" >&2; exit 1; \
+	fi; exit $$rc
