@@ -6,6 +6,8 @@
 #   make wasm-tests    the src/common unit tests as .wasm, for tests/wasm/
 #   make wasm-aot      $(WASM_OUT)/llamalb.aot.wasm with `wasmedge compile`
 #                      (needs WasmEdge: $WASMEDGE, PATH or build/tools/wasmedge)
+#   make wasm-image    $(WASM_OUT)/llamalb-wasm.oci.tar, an OCI image layout archive
+#   make wasm-bench    native against the module interpreted and AOT (bench/wasm.py)
 #
 # Platform code is chosen by __wasi__ inside the backends (ev_poll.c.h,
 # net_wasi.c.h, main_wasi.c.h); src/common/wasi/ stands in for the
@@ -34,7 +36,7 @@ WASM_PROXY_OBJ  += $(patsubst $(B)/gen/%.c,$(WASM_OUT)/wasm-obj/gen/%.o,$(STATUS
 WASM_UNIT       ?= test_buf test_http1 test_json test_ev_wasi
 WASM_UNIT_BIN   := $(patsubst %,$(WASM_OUT)/wasm-tests/%.wasm,$(WASM_UNIT))
 
-.PHONY: wasm wasm-tests wasm-aot wasm-deps wasm-prep wasm-bench
+.PHONY: wasm wasm-tests wasm-aot wasm-deps wasm-prep wasm-bench wasm-image
 wasm: $(WASM_OUT)/llamalb.wasm
 wasm-tests: $(WASM_UNIT_BIN)
 
@@ -84,6 +86,13 @@ wasm-aot: $(WASM_OUT)/llamalb.aot.wasm
 $(WASM_OUT)/llamalb.aot.wasm: $(WASM_OUT)/llamalb.wasm
 	@test -n "$(WASMEDGE_BIN)" || { echo "wasm-aot: WasmEdge not found (\$$WASMEDGE, PATH, build/tools/wasmedge)"; exit 1; }
 	$(WASMEDGE_BIN) compile $< $@ >/dev/null
+
+# An OCI image layout archive of the module, for `k3s ctr images import
+# --all-platforms` (deploy/wasm/oci_image.py; no Docker, no registry).
+WASM_IMAGE ?= llamalb-wasm:$(VERSION)
+wasm-image: $(WASM_OUT)/llamalb-wasm.oci.tar
+$(WASM_OUT)/llamalb-wasm.oci.tar: $(WASM_OUT)/llamalb.wasm deploy/wasm/oci_image.py
+	@python3 deploy/wasm/oci_image.py $< $@ $(WASM_IMAGE)
 
 # Native against the module interpreted and AOT-compiled (bench/wasm.py;
 # needs WasmEdge and wrk: scripts/deps.sh bench).
