@@ -7,11 +7,9 @@
  * through POST /api/drain instead). */
 #include <errno.h>
 #include <fcntl.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <unistd.h>
 
 #include "lb.h"
@@ -45,37 +43,12 @@ static void reload(struct server *s)
     runtime_reload(s, saved_argc, saved_argv);
 }
 
-static void *signal_thread(void *arg)
-{
-    sigset_t *set = arg;
-    for (;;) {
-        int sig;
-        if (sigwait(set, &sig) != 0)
-            continue;
-        if (sig == SIGHUP)
-            reload(&server);
-        else /* SIGTERM waits --drain-delay for the endpoints to go; ^C does not */
-            server_shutdown(&server, sig == SIGTERM);
-    }
-    return NULL;
-}
-
-static unsigned default_max_conns(void)
-{
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
-        /* Raise the soft limit to the hard one, as nginx' worker_rlimit_nofile. */
-        if (rl.rlim_cur < rl.rlim_max) {
-            rl.rlim_cur = rl.rlim_max;
-            setrlimit(RLIMIT_NOFILE, &rl);
-            getrlimit(RLIMIT_NOFILE, &rl);
-        }
-        /* Each client connection may need an upstream one too. */
-        rlim_t n = rl.rlim_cur > 64 ? (rl.rlim_cur - 64) / 2 : 16;
-        return n > 1000000 ? 1000000 : (unsigned)n;
-    }
-    return 1024;
-}
+/* Signals, threads, descriptor limits: platform_*() (docs/wasm.md). */
+#ifdef __wasi__
+#include "main_wasi.c.h"
+#else
+#include "main_posix.c.h"
+#endif
 
 /* The registry with the configured settings and static backends. Returns
  * 0, or -1 with a message on stderr. */
@@ -135,15 +108,7 @@ int main(int argc, char **argv)
     struct server *s = &server;
     char err[512], nerr[NET_ERR_LEN];
 
-    /* Block the signals before anything can deliver them: a SIGTERM that
-     * arrives while the listeners are being set up must drain, not kill.
-     * Every thread inherits the mask; the signal thread takes them. */
-    static sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    platform_signals_block();
     saved_argc = argc;
     saved_argv = argv;
     cfg_defaults(&s->cfg);
@@ -172,10 +137,10 @@ int main(int argc, char **argv)
                 s->cfg.admin_listen);
         return 2;
     }
-    unsigned nworkers = s->cfg.workers;
+    unsigned nworkers = platform_workers(s->cfg.workers, err, sizeof(err));
     if (nworkers == 0) {
-        long n = sysconf(_SC_NPROCESSORS_ONLN);
-        nworkers = n > 0 ? (unsigned)MIN(n, 64) : 1;
+        fprintf(stderr, "llamalb: %s\n", err);
+        return 2;
     }
     if (setup_registry(s, nworkers) != 0)
         return 2;
@@ -191,9 +156,8 @@ int main(int argc, char **argv)
         cfg_free(&s->cfg);
         return 0;
     }
-    s->max_conns = s->cfg.max_conns ? s->cfg.max_conns : default_max_conns();
+    s->max_conns = s->cfg.max_conns ? s->cfg.max_conns : platform_max_conns();
     s->started_ms = util_now_ms();
-    signal(SIGPIPE, SIG_IGN);
 
     int *lfds = xcalloc(nworkers, sizeof(int)), afd;
     if (bind_listeners(s, nworkers, lfds, &afd) != 0)
@@ -218,15 +182,7 @@ int main(int argc, char **argv)
     log_info("llamalb %s: %u workers, policy %s, %u backends, max %u connections",
              LLAMALB_VERSION, nworkers, s->cfg.policy->name, s->cfg.nbackends, s->max_conns);
 
-    pthread_t st;
-    pthread_create(&st, NULL, signal_thread, &set);
-    for (unsigned i = 0; i < nworkers; i++)
-        pthread_create(&s->workers[i].thread, NULL, worker_main, &s->workers[i]);
-    for (unsigned i = 0; i < nworkers; i++)
-        pthread_join(s->workers[i].thread, NULL);
-    /* No signal may reach reload()/drain once the loops are gone. */
-    pthread_cancel(st);
-    pthread_join(st, NULL);
+    platform_run(s);
     for (unsigned i = 0; i < nworkers; i++)
         worker_free(&s->workers[i]);
     free(s->workers);
