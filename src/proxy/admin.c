@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "json.h"
+#include "follow.h"
 #include "log.h"
 #include "metrics.h"
 #include "proxy.h"
@@ -401,6 +402,7 @@ static void do_metrics(struct conn *c)
     metric_scalars(&b, tail, ARRAY_SIZE(tail));
     reg_write_metrics(&s->reg, &b, ev_now(c->w->loop));
     key_write_metrics(&s->key_use, &b);
+    follow_write_metrics(s, &b);
     conn_respond(c, 200, "text/plain; version=0.0.4; charset=utf-8", buf_data(&b), b.len, NULL);
     buf_free(&b);
 }
@@ -431,6 +433,7 @@ static const struct admin_route routes[] = {
     {"/api/unregister/", true, true, "DELETE", "use DELETE", 65536},
     {"/api/services", false, true, "GET HEAD PUT", "use GET or PUT", 16u << 20},
     {"/api/drain", false, true, "POST", "use POST", 65536},
+    {"/api/role", false, true, "GET HEAD PUT", "use GET or PUT", 65536}, /* follow.h */
 };
 
 /* Copies the path of the request target (no query) into <p>. */
@@ -569,6 +572,8 @@ void admin_handle(struct conn *c)
             conn_respond(c, 200, "application/json", buf_data(&b), b.len, NULL);
             buf_free(&b);
         }
+    } else if (strcmp(p, "/api/role") == 0) {
+        follow_admin_role(c);
     } else if (strcmp(p, "/api/drain") == 0) {
         audit(c, "started draining", "");
         c->close_after = true;

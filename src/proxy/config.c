@@ -109,6 +109,8 @@ static const struct opt opts[] = {
      "GET /v1/models probe of idle backends: health and model list (5s; 0 = off)"},
     {"probe-timeout", OPT_DURATION, F(probe_timeout), 1, 600000, "probe answer deadline (2s)"},
     {"log-level", OPT_STR, 0, 0, 0, 0, "debug | info | warn | error (info)"},
+    {"follow", OPT_STR, F(follow), 0, 0,
+     "HOST:PORT of the active replica's public listener: forward every request there (off)"},
 };
 
 void cfg_defaults(struct cfg *c)
@@ -336,6 +338,14 @@ static int apply(struct cfg *c, const struct opt *o, const char *v, char *err, s
         if (strlen(v) >= o->size) {
             snprintf(err, errlen, "%s: value too long", o->name);
             return -1;
+        }
+        if (strcmp(o->name, "follow") == 0 && strcmp(v, "off") != 0) {
+            struct net_addr a;
+            char e[NET_ERR_LEN];
+            if (net_parse_addr(v, false, false, &a, e) != 0) {
+                snprintf(err, errlen, "follow: %s", e);
+                return -1;
+            }
         }
         strcpy(field, v);
         return 0;

@@ -71,6 +71,8 @@ struct cfg {
     int64_t probe_timeout;         /* ms a probe may take */
     unsigned naliases;
     struct { char from[128], to[128]; } aliases[CFG_MAX_ALIASES];
+    char follow[NET_ADDRSTR_LEN];  /* --follow HOST:PORT: forward to this active replica
+                                      ("" = dispatch here; follow.h) */
 };
 
 /* Applies --model-alias: the served name for a requested one, else <m>. */

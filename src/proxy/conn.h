@@ -100,6 +100,11 @@ struct exchange {
     unsigned ntried;
     unsigned stale_retries;
     bool fresh_only;            /* after a stale pooled connection: connect anew */
+    /* replicas (follow.h): how the request travels */
+    unsigned char via;          /* enum follow_via: not a replica, to the active, local, hop */
+    bool hopped;                /* came from another replica: never forwarded again */
+    bool hop_hdr;               /* uphead ends with the hop header (forward attempt) */
+    bool fwd_failed;            /* the active was tried and failed: serve it here */
 
     /* the response being relayed */
     enum http1_framing resp_framing;

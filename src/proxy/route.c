@@ -8,6 +8,7 @@
 #include <strings.h>
 
 #include "conn.h"
+#include "follow.h"
 #include "json.h"
 #include "log.h"
 #include "route.h"
@@ -222,6 +223,8 @@ void route_dispatch(struct conn *c)
     c->x->waiter.ready_list = &c->w->ready;
     c->x->waiter.wake = wake_loop;
     c->x->waiter.wake_arg = c->w->loop;
+    if (follow_dispatch(c)) /* a follower replica: to the active (follow.h) */
+        return;
     enum reg_pick_rc rc = reg_pick(&s->reg, &q, &c->w->rng, conn_now(c), &c->x->waiter, &b, &why);
     switch (rc) {
     case REG_PICKED:

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "follow.h"
 #include "keys.h"
 #include "lb.h"
 #include "log.h"
@@ -138,11 +139,13 @@ int runtime_init(struct server *s, char *err, size_t errlen)
     s->access_fd = -1;
     if (runtime_open_access_log(s, &s->cfg) != 0)
         s->access_fd = -1;
+    follow_init(s);
     return 0;
 }
 
 void runtime_deinit(struct server *s)
 {
+    follow_deinit(s);
     runtime_unref(s->rt);
     s->rt = NULL;
     key_usage_deinit(&s->key_use);
@@ -201,6 +204,7 @@ int runtime_reload(struct server *s, int argc, char **argv)
     };
     reg_configure(&s->reg, &rs);
     runtime_open_access_log(s, &n);
+    follow_reload(s, n.follow);
     stamp(n.api_key_file, &s->key_stamp);
     s->token_read_ms = util_now_ms();
     publish(s, rt_new(&n, keys));

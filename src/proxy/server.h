@@ -84,6 +84,7 @@ struct server {
     int access_fd;              /* dedicated; reopened in place by a reload */
     struct server_stats stats;
     int64_t started_ms;
+    struct follow *follow;      /* the replica role (follow.h) */
 };
 
 struct worker {

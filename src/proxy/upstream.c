@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "conn.h"
+#include "follow.h"
 #include "log.h"
 #include "relay.h"
 #include "route.h"
@@ -208,6 +209,10 @@ void up_build_head(struct conn *c, const struct http1_msg *m)
          * backend's to see (keys.h). */
         if (c->x->key != NULL && slice_case_eq_cstr(h->name, "authorization"))
             continue;
+        if (slice_case_eq_cstr(h->name, FOLLOW_HOP_HEADER)) {
+            c->x->hopped = true; /* from a follower replica: never forwarded again */
+            continue;
+        }
         if (slice_case_eq_cstr(h->name, "x-forwarded-for")) {
             if (xff.len > 0)
                 buf_append(&xff, ", ", 2);
@@ -395,6 +400,14 @@ static void up_failed(struct conn *c, const char *err)
         route_dispatch(c);
         return;
     }
+    if (b != NULL && c->x->via == FOLLOW_VIA_ACTIVE) {
+        /* The active replica (follow.h): the same rules decide whether the
+         * request may go elsewhere, and elsewhere is here. */
+        bool replayable = safe || (nothing_sent && err != up_err_timeout) ||
+                          (err == up_err_reset && conn_cfg(c)->retry_on_status);
+        if (follow_failed(c, replayable, err != up_err_timeout && err != up_err_bad))
+            return;
+    }
     bool retry = false;
     if (c->x->ntried + 1 < conn_cfg(c)->max_tries) {
         if (safe || (nothing_sent && err != up_err_timeout))
@@ -469,6 +482,11 @@ static void on_response_head(struct conn *c, int hl)
             up_failed(c, up_err_bad);
         }
         return; /* interim response: we answered Expect ourselves */
+    }
+    if (c->x->via == FOLLOW_VIA_ACTIVE) {
+        follow_answered(c); /* the active's answer is final: relayed as it is */
+        relay_start(c, r, hl);
+        return;
     }
     if ((st == 502 || st == 503 || st == 429) && conn_cfg(c)->retry_on_status &&
         c->x->ntried + 1 < conn_cfg(c)->max_tries) {

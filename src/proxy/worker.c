@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "follow.h"
 #include "json.h"
 #include "log.h"
 #include "probe.h"
@@ -137,16 +138,19 @@ void worker_log_access(struct conn *c, const char *backend)
         json_append_str(o, x->rid[0] ? x->rid : "-", strlen(x->rid[0] ? x->rid : "-"));
         buf_append_lit(o, ",\"key\":");
         json_append_str(o, key != NULL ? key : "-", strlen(key != NULL ? key : "-"));
+        if (follow_via_word(c)[0] != '\0') /* replicas (follow.h) */
+            buf_printf(o, ",\"via\":\"%s\"", follow_via_word(c));
         buf_printf(o, ",\"admin\":%s}\n", c->admin ? "true" : "false");
         return;
     }
     buf_printf(&w->alog,
                "%s %s \"%s %s HTTP/1.%d\" %d %llu backend=%s tries=%u ttfb_ms=%.3f "
-               "duration_ms=%.3f rid=%s key=%s%s\n",
+               "duration_ms=%.3f rid=%s key=%s%s%s%s\n",
                ts, peer, x->method[0] ? x->method : "-", x->path[0] ? x->path : "-", c->minor,
                c->status, (unsigned long long)x->bytes_out, backend, x->ntried + 1,
                (double)x->ttfb_us / 1000.0, (double)dur / 1000.0, x->rid[0] ? x->rid : "-",
-               x->key != NULL ? x->key->name : "-", c->admin ? " admin" : "");
+               x->key != NULL ? x->key->name : "-", follow_via_word(c)[0] ? " via=" : "",
+               follow_via_word(c), c->admin ? " admin" : "");
 }
 
 static void flush_access_log(struct worker *w)
