@@ -24,7 +24,8 @@ struct buf {
     size_t cap;  /* allocated bytes */
 };
 
-static inline char *buf_data(const struct buf *b) { return b->area + b->off; }
+/* NULL for a buffer that never held anything (NULL + 0 is undefined in C). */
+static inline char *buf_data(const struct buf *b) { return b->area ? b->area + b->off : NULL; }
 static inline size_t buf_room(const struct buf *b) { return b->cap - b->off - b->len; }
 
 /* Makes room for at least <min> more bytes after the data, moving the data to

@@ -82,6 +82,8 @@ static void build_client_head(struct conn *c, const struct http1_msg *r)
 /* Keeps the last RELAY_TAIL bytes of the response payload. */
 static void tail_feed(struct exchange *x, const char *p, size_t n)
 {
+    if (n == 0)
+        return; /* <p> may be NULL then, which memcpy must not see */
     if (n >= RELAY_TAIL) {
         memcpy(x->tail, p + n - RELAY_TAIL, RELAY_TAIL);
         x->tail_len = RELAY_TAIL;
