@@ -90,7 +90,7 @@ int follow_set(struct server *s, const char *addr, uint64_t generation, char *er
     if (generation != 0 && generation < f->generation) {
         uint64_t cur = f->generation;
         pthread_mutex_unlock(&f->lock);
-        snprintf(err, NET_ERR_LEN, "generation %llu is older than the last applied (%llu)",
+        snprintf(err, NET_ERR_LEN, "stale generation %llu: already at %llu",
                  (unsigned long long)generation, (unsigned long long)cur);
         return -ESTALE;
     }

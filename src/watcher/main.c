@@ -157,6 +157,7 @@ static int setup_state(struct watcher *w, const struct opts *o)
     w->multi = g_multi = curl_multi_init();
     xfer_init(w->multi);
     push_init(&w->push, o->push, token);
+    role_init(&w->role, o->lb_service != NULL ? o->follow_port : 0, 8081, token);
     free(token);
     w->push.debounce_ms = o->debounce_ms;
     w->warned = json_object();
@@ -184,6 +185,7 @@ static int setup_reflectors(struct watcher *w, const struct opts *o)
             fprintf(stderr, "llamalb-watcher: %s\n", why);
             return 2;
         }
+        w->role.admin_port = w->lb_port;
         /* Only the EndpointSlice controller's slices of that Service: the
          * admin token goes to these addresses. The selector narrows the
          * watch; model_lb_urls() checks every slice again (ownerReferences
@@ -240,6 +242,7 @@ static void loop_turn(struct watcher *w)
         json_t *urls = model_lb_urls(w->lbrefl->items, w->lb_ns, w->lb_name, w->lb_port);
         push_set_targets(&w->push, urls);
         json_decref(urls);
+        role_update(&w->role, w->lbrefl->items, w->lb_ns, w->lb_name);
     }
     if (all_synced(w)) {
         if (!w->ready)
@@ -254,6 +257,7 @@ static void loop_turn(struct watcher *w)
     if (now >= w->next_resync) {
         w->next_resync = now + w->resync_ms;
         push_resync(&w->push);
+        role_resync(&w->role);
     }
     if (now >= w->next_full) {
         w->next_full = now + w->full_ms;
@@ -266,6 +270,7 @@ static void loop_turn(struct watcher *w)
         push_repush(&w->push, now);
     }
     next = MIN(next, push_tick(&w->push, now));
+    next = MIN(next, role_tick(&w->role, now));
     next = MIN(next, MIN(w->next_resync, w->next_full));
 
     struct curl_waitfd fds[1 + SERVE_MAX_CONNS];
@@ -284,6 +289,7 @@ static void teardown(struct watcher *w)
         k8s_reflector_free(w->refl[i]);
     k8s_reflector_free(w->lbrefl);
     push_deinit(&w->push);
+    role_deinit(&w->role);
     serve_close(&w->srv);
     json_decref(w->warned);
     json_decref(w->dropped);

@@ -40,6 +40,8 @@ static const char usage[] =
     "  --lb URL                   admin base URL, e.g. http://127.0.0.1:8081 (repeatable)\n"
     "  --lb-service NS/NAME[:PORT]  every address of the EndpointSlice controller's slices of\n"
     "                             this Service (admin port 8081)\n"
+    "  --follow-port PORT         with --lb-service: choose the active replica, the others\n"
+    "                             forward to it at this public port (PUT /api/role; 0 = off)\n"
     "  --push put|register        PUT /api/services (default) or register/unregister diffs\n"
     "  --admin-token-file FILE    bearer token for the admin API\n"
     "  --resync DUR               compare each balancer with the desired set (default 60s)\n"
@@ -110,7 +112,7 @@ enum {
     O_KUBECONFIG = 256, O_CONTEXT, O_SADIR, O_SEL, O_NS, O_MODE, O_SLICESEL, O_WANN, O_MANN,
     O_IANN, O_PANN, O_LB, O_LBSVC, O_PUSH, O_TOKEN, O_RESYNC, O_FULL, O_DEBOUNCE, O_WTIMEOUT,
     O_STALL, O_MAXLINE, O_PAGE, O_BMIN, O_BMAX, O_LISTEN, O_LOGLEVEL, O_HELP, O_VERSION,
-    O_ALLOW, O_MAXITEMS, O_MAXPAGES,
+    O_ALLOW, O_MAXITEMS, O_MAXPAGES, O_FOLLOWPORT,
 };
 
 /* The flag table: name, takes a value, -, the switch case below. */
@@ -129,6 +131,7 @@ static const struct option flags[] = {
     {"listen", 1, 0, O_LISTEN}, {"log-level", 1, 0, O_LOGLEVEL}, {"help", 0, 0, O_HELP},
     {"version", 0, 0, O_VERSION}, {"backend-allow", 1, 0, O_ALLOW},
     {"max-list-items", 1, 0, O_MAXITEMS}, {"max-list-pages", 1, 0, O_MAXPAGES},
+    {"follow-port", 1, 0, O_FOLLOWPORT},
     {0, 0, 0, 0}};
 
 /* One switch over the flag table: each case stores a value or refuses it. */
@@ -195,6 +198,11 @@ int opts_parse(struct opts *o, int argc, char **argv)
         case O_MAXLINE:
             o->max_line = strtol(optarg, NULL, 10);
             if (o->max_line < 1024)
+                goto bad;
+            break;
+        case O_FOLLOWPORT: /* replicas (role.h) */
+            o->follow_port = (int)strtol(optarg, NULL, 10);
+            if (o->follow_port < 0 || o->follow_port > 65535)
                 goto bad;
             break;
         case O_PAGE:

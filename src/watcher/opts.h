@@ -41,6 +41,7 @@ struct opts {
     size_t nlb;
     const char *lb_service;   /* "NS/NAME[:PORT]" as given; see opts_lb_service() */
     enum push_mode push;
+    int follow_port;          /* --follow-port: the balancers' public port; 0 = no roles */
     const char *token_file;   /* --admin-token-file, or NULL */
     int64_t resync_ms;        /* >= 100 */
     int64_t full_ms;          /* >= 1000 */

@@ -121,5 +121,6 @@ int status_route(void *data, const char *path, struct buf *out, const char **cty
                     "# TYPE llamalb_watcher_synced gauge\nllamalb_watcher_synced %d\n",
                w->ready ? 1 : 0);
     push_metrics(&w->push, out);
+    role_metrics(&w->role, out);
     return 200;
 }

@@ -17,6 +17,7 @@
 #include "model.h"
 #include "opts.h"
 #include "push.h"
+#include "role.h"
 #include "serve.h"
 
 struct watcher {
@@ -28,6 +29,7 @@ struct watcher {
     char lb_ns[254], lb_name[254];
     int lb_port;
     struct push push;
+    struct role role;               /* the active replica (--follow-port) */
     json_t *warned;                 /* warnings already logged (object used as a set) */
     struct model_state ms;          /* the desired set, cached per Service */
     json_t *dropped;                /* name -> {reason, detail}: left out right now */
