@@ -78,16 +78,12 @@ void reg_release(struct registry *r, struct backend *b, const struct reg_outcome
     /* The slot is given back under the lock, right before the queue is
      * kicked: a newcomer on another thread cannot take it in between and
      * jump ahead of the waiters. */
-    struct wakes wk = {0};
-    pthread_mutex_lock(&r->lock);
+    reg_lock_for_pick(r);
     atomic_fetch_sub(&b->inflight, 1);
     if (o->counted)
         reg_model_outcome_locked(r, o);
     int64_t ejected_for = outcome_locked(r, b, o, now_ms); /* logged after the unlock */
-    if (r->nwaiting > 0)
-        reg_kick_locked(r, now_ms, &wk);
-    pthread_mutex_unlock(&r->lock);
-    reg_wakes_run(&wk);
+    reg_kick_unlock(r, now_ms);
     /* The caller's reference keeps b (and its name, which never changes). */
     if (ejected_for >= 0)
         log_warn("backend %s ejected for %lld ms after repeated failures", b->spec.name,
@@ -103,36 +99,13 @@ void reg_note_unreachable(struct registry *r, struct backend *b)
     pthread_mutex_unlock(&r->lock);
 }
 
-void reg_set_probed_models(struct registry *r, struct backend *b, const char *const *names,
-                           unsigned n)
-{
-    /* The new list is packed before the lock and the old one freed after. */
-    const char *keep[REG_MAX_MODELS];
-    unsigned nkeep = 0;
-    for (unsigned i = 0; i < n && nkeep < REG_MAX_MODELS; i++)
-        if (names[i][0] != '\0' && strlen(names[i]) <= REG_MODEL_MAX)
-            keep[nkeep++] = names[i];
-    char *list = reg_models_pack(keep, nkeep), *old;
-    struct wakes wk = {0};
-    int64_t now = util_now_ms();
-    pthread_mutex_lock(&r->lock);
-    old = b->probed;
-    b->probed = list;
-    b->nprobed = nkeep;
-    atomic_fetch_add(&r->version, 1); /* the pick index points into the old list */
-    if (r->nwaiting > 0)
-        reg_kick_locked(r, now, &wk);
-    pthread_mutex_unlock(&r->lock);
-    reg_wakes_run(&wk);
-    free(old);
-}
+/* reg_set_probed_models is an update of the set: registry.c. */
 
 void reg_probe_result(struct registry *r, struct backend *b, bool alive, int64_t now_ms)
 {
-    struct wakes wk = {0};
     bool back = false; /* what to log, after the unlock */
     int64_t ejected_for = -1;
-    pthread_mutex_lock(&r->lock);
+    reg_lock_for_pick(r);
     if (alive) {
         b->consecutive_failures = 0;
         if (b->down_until > now_ms) {
@@ -140,13 +113,10 @@ void reg_probe_result(struct registry *r, struct backend *b, bool alive, int64_t
             b->down_until = 0;
             b->ramp_start = now_ms;
         }
-        if (r->nwaiting > 0)
-            reg_kick_locked(r, now_ms, &wk);
     } else if (b->down_until <= now_ms && r->eject_after != 0) {
         ejected_for = eject_locked(r, b, now_ms);
     }
-    pthread_mutex_unlock(&r->lock);
-    reg_wakes_run(&wk);
+    reg_kick_unlock(r, now_ms); /* a backend back in rotation frees capacity */
     /* The prober's reference keeps b (and its name, which never changes). */
     if (back)
         log_info("backend %s answers probes again: back in rotation", b->spec.name);

@@ -21,18 +21,19 @@
  * every change keeps current (registry.c). Every list is in set
  * order, so a scan of a model's list meets its backends in the order a
  * scan of the whole set would, and small-set picks stay exactly what they
- * were. The index depends only on weights and model lists; it is rebuilt
- * on the first pick after <version> moves (a PUT rebuilds it at once),
- * and what changes between two versions (health, caps, load, slow start)
- * is read live at every pick. Guarded by the registry lock. */
+ * were. The index depends only on weights and model lists, which only
+ * updates change: each update builds the index of its new set aside,
+ * without the lock, and swaps it in with the set (registry.c); what
+ * changes between updates (health, caps, load, slow start) is read live
+ * at every pick. r->ix is guarded by the registry lock. */
 struct ix_model {
-    const char *name;      /* into a backend's spec or probed list (valid for this version) */
+    const char *name;      /* into a backend's spec or probed list (freed after the swap
+                              that retires this index) */
     unsigned first, n;     /* its slice of members[] and member_cum[] */
     unsigned last;         /* while building: v index + 1 of the last backend counted */
 };
 
 struct reg_index {
-    uint64_t built;        /* r->version + 1 it was built for; 0 = never */
     uint64_t *cum;         /* cum[i] = weight of v[0] + ... + v[i] */
     struct ix_model *models; /* every distinct served model, by first appearance */
     unsigned nmodels;
@@ -63,18 +64,16 @@ static unsigned *model_cell(const struct reg_index *ix, const char *name)
             return &ix->by_model[h];
 }
 
-static struct reg_index *ix_build(const struct registry *r)
+struct reg_index *reg_ix_build(const struct ix_member *v, unsigned n)
 {
     struct reg_index *ix = xcalloc(1, sizeof(*ix));
-    ix->cum = xmalloc((r->n ? r->n : 1) * sizeof(*ix->cum));
+    ix->cum = xmalloc((n ? n : 1) * sizeof(*ix->cum));
     uint64_t total = 0;
     unsigned entries = 0;
-    for (unsigned i = 0; i < r->n; i++) {
-        const struct backend *b = r->v[i];
-        const char *list;
-        total += b->spec.weight;
+    for (unsigned i = 0; i < n; i++) {
+        total += v[i].weight;
         ix->cum[i] = total;
-        entries += reg_served(b, &list);
+        entries += v[i].nmodels;
     }
 
     /* Models: count each model's backends (a backend listing a model twice
@@ -82,10 +81,9 @@ static struct reg_index *ix_build(const struct registry *r)
     ix->model_mask = reg_table_size(entries) - 1;
     ix->by_model = xcalloc(ix->model_mask + 1, sizeof(*ix->by_model));
     ix->models = xmalloc((entries ? entries : 1) * sizeof(*ix->models));
-    for (unsigned i = 0; i < r->n; i++) {
-        const char *list;
-        unsigned nm = reg_served(r->v[i], &list);
-        for (unsigned k = 0; k < nm; k++, list = reg_model_next(list)) {
+    for (unsigned i = 0; i < n; i++) {
+        const char *list = v[i].models;
+        for (unsigned k = 0; k < v[i].nmodels; k++, list = reg_model_next(list)) {
             unsigned *cell = model_cell(ix, list);
             if (*cell == 0) {
                 ix->models[ix->nmodels] = (struct ix_model){.name = list};
@@ -107,30 +105,25 @@ static struct reg_index *ix_build(const struct registry *r)
     }
     ix->members = xmalloc((at ? at : 1) * sizeof(*ix->members));
     ix->member_cum = xmalloc((at ? at : 1) * sizeof(*ix->member_cum));
-    for (unsigned i = 0; i < r->n; i++) {
-        const char *list;
-        unsigned nm = reg_served(r->v[i], &list);
-        for (unsigned k = 0; k < nm; k++, list = reg_model_next(list)) {
+    for (unsigned i = 0; i < n; i++) {
+        const char *list = v[i].models;
+        for (unsigned k = 0; k < v[i].nmodels; k++, list = reg_model_next(list)) {
             struct ix_model *m = &ix->models[*model_cell(ix, list) - 1];
             if (m->last == i + 1)
                 continue;
             m->last = i + 1;
             unsigned j = m->first + m->n++;
             ix->members[j] = i;
-            ix->member_cum[j] = (m->n > 1 ? ix->member_cum[j - 1] : 0) + r->v[i]->spec.weight;
+            ix->member_cum[j] = (m->n > 1 ? ix->member_cum[j - 1] : 0) + v[i].weight;
         }
     }
-    ix->built = atomic_load(&r->version) + 1;
     return ix;
 }
 
 /* The index for the set as it is now. Lock held. */
 const struct reg_index *reg_ix_get(struct registry *r)
 {
-    if (r->ix == NULL || r->ix->built != atomic_load(&r->version) + 1) {
-        reg_ix_free(r->ix);
-        r->ix = ix_build(r);
-    }
+    BUG_ON(r->ix == NULL); /* reg_init installs the empty set's, every update its own */
     return r->ix;
 }
 
@@ -146,6 +139,32 @@ static bool was_tried(const struct backend *b, struct backend *const *tried, uns
         if (tried[i] == b)
             return true;
     return false;
+}
+
+void reg_cand_reserve(unsigned n)
+{
+    if (cand_cap < n) {
+        cand_cap = n < 64 ? 64 : n;
+        cand = xrealloc(cand, cand_cap * sizeof(*cand));
+    }
+}
+
+/* The largest set any update has swapped in (all registries of the
+ * process): published before the swap that reaches it, and the registry
+ * lock orders that store before the set a picker sees. */
+static atomic_uint size_max;
+
+void reg_size_hint(unsigned n)
+{
+    unsigned cur = atomic_load_explicit(&size_max, memory_order_relaxed);
+    while (n > cur && !atomic_compare_exchange_weak(&size_max, &cur, n)) {
+    }
+}
+
+void reg_lock_for_pick(struct registry *r)
+{
+    reg_cand_reserve(atomic_load_explicit(&size_max, memory_order_relaxed));
+    pthread_mutex_lock(&r->lock);
 }
 
 void reg_thread_exit(void)
@@ -222,10 +241,7 @@ static bool at_cap(const struct backend *b)
 static unsigned candidates(struct registry *r, const struct reg_req *q, const struct scope *s,
                            int64_t now, unsigned *full)
 {
-    if (cand_cap < s->n) {
-        cand_cap = s->n < 64 ? 64 : s->n;
-        cand = xrealloc(cand, cand_cap * sizeof(*cand));
-    }
+    BUG_ON(cand_cap < s->n && s->n > 0); /* reg_lock_for_pick reserved it */
     unsigned n = 0, ejected = 0;
     *full = 0;
     for (int pass = 0; pass < 2 && n == 0; pass++) {
@@ -352,12 +368,11 @@ enum reg_pick_rc reg_pick_locked(struct registry *r, const struct reg_req *q, ui
     return REG_PICKED;
 }
 
-/* Adds a wake for <w>'s worker to <wk> unless it is there already. */
 enum reg_pick_rc reg_pick(struct registry *r, const struct reg_req *q, uint64_t *rng,
                           int64_t now_ms, struct reg_waiter *w, struct backend **out,
                           const char **why)
 {
-    pthread_mutex_lock(&r->lock);
+    reg_lock_for_pick(r);
     enum reg_pick_rc rc = reg_pick_locked(r, q, rng, now_ms, out, why);
     if (rc == REG_QUEUED)
         rc = reg_enqueue_locked(r, q, w, now_ms);
@@ -371,7 +386,7 @@ bool reg_has_alternative(struct registry *r, const struct reg_req *q, int64_t no
     struct backend *one;
     unsigned full = 0;
     bool any = false;
-    pthread_mutex_lock(&r->lock);
+    reg_lock_for_pick(r);
     if (scope_of(r, q, &s) == 0)
         any = (s.n > LB_SCAN_MAX && draw(r, q, &s, now_ms, 1, &r->rng, &one) > 0) ||
               candidates(r, q, &s, now_ms, &full) > 0;

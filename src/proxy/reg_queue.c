@@ -4,6 +4,8 @@
  * use it under the registry lock, so a newcomer cannot take it in between;
  * the waiter moves to its worker's ready list, and the worker is woken
  * after the unlock (struct wakes, registry_int.h). */
+#include <string.h>
+
 #include "buf.h"
 #include "metrics.h"
 #include "registry_int.h"
@@ -15,38 +17,112 @@ void reg_wakes_run(const struct wakes *wk)
         wk->v[i].fn(wk->v[i].arg);
 }
 
-/* Adds a wake for <w>'s worker to <wk> unless it is there already. */
+/* True if <w>'s worker is in <wk> or there is room to add it. */
+static bool wakes_room(const struct wakes *wk, const struct reg_waiter *w)
+{
+    for (unsigned i = 0; i < wk->n; i++)
+        if (wk->v[i].fn == w->wake && wk->v[i].arg == w->wake_arg)
+            return true;
+    return wk->n < KICK_WAKES_MAX;
+}
+
+/* Adds a wake for <w>'s worker to <wk> unless it is there already; there
+ * is room (wakes_room). */
 static void wakes_add(struct wakes *wk, const struct reg_waiter *w)
 {
     for (unsigned i = 0; i < wk->n; i++)
         if (wk->v[i].fn == w->wake && wk->v[i].arg == w->wake_arg)
             return;
-    BUG_ON(wk->n >= KICK_SCAN_MAX);
+    BUG_ON(wk->n >= KICK_WAKES_MAX);
     wk->v[wk->n].fn = w->wake;
     wk->v[wk->n].arg = w->wake_arg;
     wk->n++;
 }
 
-void reg_kick_locked(struct registry *r, int64_t now, struct wakes *wk)
+static bool str_eq(const char *a, const char *b)
 {
+    return a == b || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+/* Request shapes (model, pin) that found every eligible backend full in
+ * this kick. Capacity only shrinks during a kick, so a later waiter of
+ * the same shape (that has tried nothing yet) would be full too. */
+#define KICK_MEMO 32
+struct kick_memo {
+    unsigned n;
+    struct {
+        const char *model, *pin;
+    } v[KICK_MEMO];
+};
+
+static bool memo_full(const struct kick_memo *m, const struct reg_req *q)
+{
+    if (q->ntried != 0)
+        return false;
+    for (unsigned i = 0; i < m->n; i++)
+        if (str_eq(m->v[i].model, q->model) && str_eq(m->v[i].pin, q->pin))
+            return true;
+    return false;
+}
+
+static void memo_add(struct kick_memo *m, const struct reg_req *q)
+{
+    if (q->ntried == 0 && m->n < KICK_MEMO) {
+        m->v[m->n].model = q->model;
+        m->v[m->n].pin = q->pin;
+        m->n++;
+    }
+}
+
+bool reg_kick_locked(struct registry *r, int64_t now, struct wakes *wk)
+{
+    struct kick_memo memo = {0};
     struct list *e = r->waiters.next;
-    for (unsigned scanned = 0; e != &r->waiters && scanned < KICK_SCAN_MAX; scanned++) {
+    while (e != &r->waiters) {
         struct reg_waiter *w = list_entry(e, struct reg_waiter, link);
-        e = e->next;
-        struct backend *b = NULL;
-        if (reg_pick_locked(r, &w->req, &r->rng, now, &b, NULL) != REG_PICKED)
+        if (memo_full(&memo, &w->req)) {
+            e = e->next;
             continue;
+        }
+        if (!wakes_room(wk, w))
+            return true; /* the caller wakes those it has and kicks again: every
+                            round moves KICK_WAKES_MAX workers' waiters at least */
+        struct backend *b = NULL;
+        enum reg_pick_rc rc = reg_pick_locked(r, &w->req, &r->rng, now, &b, NULL);
+        e = e->next;
+        if (rc == REG_QUEUED) {
+            memo_add(&memo, &w->req);
+            continue;
+        }
+        wakes_add(wk, w);
         list_del(&w->link);
         r->nwaiting--;
-        w->assigned = b;
+        w->assigned = b; /* NULL: refused (REG_NONE, REG_NO_MODEL); its worker picks
+                            again and answers what a new request gets */
         w->state = REG_W_READY;
-        atomic_fetch_add(&r->queue_wait_us, (uint64_t)(now - w->since_ms) * 1000);
-        struct model_stats *ms = reg_model_slot(r, w->req.model);
-        ms->queued++;
-        ms->queue_wait_us += (uint64_t)(now - w->since_ms) * 1000;
+        if (rc == REG_PICKED) {
+            atomic_fetch_add(&r->queue_wait_us, (uint64_t)(now - w->since_ms) * 1000);
+            struct model_stats *ms = reg_model_slot(r, w->req.model);
+            ms->queued++;
+            ms->queue_wait_us += (uint64_t)(now - w->since_ms) * 1000;
+        }
         list_add_tail(w->ready_list, &w->link);
-        wakes_add(wk, w);
     }
+    return false;
+}
+
+void reg_kick_unlock(struct registry *r, int64_t now)
+{
+    struct wakes wk;
+    bool more;
+    do {
+        wk.n = 0;
+        more = r->nwaiting > 0 && reg_kick_locked(r, now, &wk);
+        pthread_mutex_unlock(&r->lock);
+        reg_wakes_run(&wk);
+        if (more)
+            reg_lock_for_pick(r);
+    } while (more);
 }
 
 enum reg_pick_rc reg_enqueue_locked(struct registry *r, const struct reg_req *q,
@@ -101,12 +177,8 @@ void reg_take_ready(struct registry *r, struct list *ready, struct list *out)
 
 void reg_kick(struct registry *r, int64_t now_ms)
 {
-    struct wakes wk = {0};
-    pthread_mutex_lock(&r->lock);
-    if (r->nwaiting > 0)
-        reg_kick_locked(r, now_ms, &wk);
-    pthread_mutex_unlock(&r->lock);
-    reg_wakes_run(&wk);
+    reg_lock_for_pick(r);
+    reg_kick_unlock(r, now_ms);
 }
 
 unsigned reg_queue_length(struct registry *r)

@@ -32,6 +32,7 @@ void reg_init(struct registry *r, unsigned nworkers, const struct lb_ops *policy
     list_init(&r->waiters);
     util_random_bytes(&r->rng, sizeof(r->rng));
     r->rng |= 1;
+    r->ix = reg_ix_build(NULL, 0); /* the empty set's; every update installs its own */
 }
 
 void backend_unref(struct backend *b)
@@ -64,8 +65,19 @@ void reg_deinit(struct registry *r)
 }
 
 
+/* Serializes the updates (upsert, remove, replace, probed models): an
+ * update builds the new set, names table and pick index holding it alone,
+ * reading the current set (which only updates change) without r->lock,
+ * then swaps them in under r->lock. Workers never take it. One for the
+ * process (a process has one registry; unit tests make several, one at a
+ * time). Lock order: update_lock, then r->lock. */
+static pthread_mutex_t update_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* Settings are written under both locks: updates read default_cap holding
+ * update_lock only. */
 void reg_configure(struct registry *r, const struct reg_settings *s)
 {
+    pthread_mutex_lock(&update_lock);
     pthread_mutex_lock(&r->lock);
     r->eject_after = s->eject_after;
     r->eject_base_ms = s->eject_base_ms;
@@ -75,6 +87,7 @@ void reg_configure(struct registry *r, const struct reg_settings *s)
     r->slow_start_ms = s->slow_start_ms;
     r->reject_unknown_model = s->reject_unknown_model;
     pthread_mutex_unlock(&r->lock);
+    pthread_mutex_unlock(&update_lock);
 }
 
 void reg_set_policy(struct registry *r, const struct lb_ops *policy)
@@ -129,62 +142,105 @@ int reg_names_find(const struct registry *r, const char *name)
     return (int)slot - 1;
 }
 
-/* Files v index <i>, whose name is not in the table yet. */
-static void names_put(struct registry *r, unsigned i)
+/* A names table for the set <v>[0..n), built aside (no lock) from the
+ * hashes kept in the backends, so no name is hashed again. */
+static struct reg_name_cell *names_build(struct backend *const *v, unsigned n, unsigned *mask)
 {
-    uint32_t h = r->v[i]->name_hash;
-    unsigned c = h & r->names_mask;
-    while (r->names[c].slot != 0)
-        c = (c + 1) & r->names_mask;
-    r->names[c] = (struct reg_name_cell){.hash = h, .slot = i + 1};
-}
-
-/* Makes the table anew from r->v: after a PUT, whose updates move most
- * backends to another index, or to grow it. Uses the hashes kept in the
- * backends, so no name is hashed again. Lock held. */
-static void names_rebuild(struct registry *r)
-{
-    free(r->names);
-    r->names_mask = reg_table_size(r->n) - 1;
-    r->names = xcalloc(r->names_mask + 1, sizeof(*r->names));
-    for (unsigned i = 0; i < r->n; i++)
-        names_put(r, i);
-}
-
-/* Files the backend just pushed at index r->n - 1. Lock held. */
-static void names_add(struct registry *r)
-{
-    if (r->names == NULL || 2 * r->n > r->names_mask + 1)
-        names_rebuild(r); /* includes the new one */
-    else
-        names_put(r, r->n - 1);
-}
-
-/* Forgets v index <i> before the backends after it move down one place:
- * the cell is emptied by shifting back the entries probed past it (no
- * tombstones to grow the probes), then every later index is renumbered,
- * an O(table) pass over integers like the memmove of r->v it goes with.
- * Lock held. */
-static void names_del(struct registry *r, unsigned i)
-{
-    const unsigned mask = r->names_mask;
-    unsigned hole = names_cell(r, r->v[i]->spec.name, r->v[i]->name_hash);
-    for (unsigned c = (hole + 1) & mask; r->names[c].slot != 0; c = (c + 1) & mask) {
-        /* An entry may fill the hole only if the hole lies between its
-         * home cell and where it sits: else a probe would miss it. */
-        unsigned home = r->names[c].hash & mask;
-        if (((c - home) & mask) >= ((c - hole) & mask)) {
-            r->names[hole] = r->names[c];
-            hole = c;
-        }
+    *mask = reg_table_size(n) - 1;
+    struct reg_name_cell *t = xcalloc(*mask + 1, sizeof(*t));
+    for (unsigned i = 0; i < n; i++) {
+        unsigned c = v[i]->name_hash & *mask;
+        while (t[c].slot != 0)
+            c = (c + 1) & *mask;
+        t[c] = (struct reg_name_cell){.hash = v[i]->name_hash, .slot = i + 1};
     }
-    r->names[hole] = (struct reg_name_cell){0};
-    for (unsigned c = 0; c <= mask; c++)
-        if (r->names[c].slot > i + 1)
-            r->names[c].slot--;
+    return t;
 }
 
 /* ---------------------------------------------------------------- updates */
+
+/* Every update (upsert, remove, replace, probed models) works the same way,
+ * so that the registry lock is held for pointer swaps only, whatever the
+ * size of the set or of the update: under r->update_lock (updates one at a
+ * time; only updates change the set, the specs and the probed lists, so an
+ * update reads them without r->lock), it builds the new set array, names
+ * table and pick index, the new backends and the new model lists aside;
+ * then swap_in() takes r->lock, swaps them in, applies the in-place
+ * changes (plain stores), moves <version> and kicks the queue; after the
+ * unlock the old arrays, lists and index are freed and the backends that
+ * left the set retired. */
+
+/* A backend that stays, with new fields. */
+struct inplace {
+    struct backend *b;
+    struct backend_spec spec; /* spec.models: the new owned block (the old one after the swap) */
+    enum reg_source src;
+    unsigned cap;
+};
+
+struct change {
+    struct backend **v;       /* the new set (the old array after the swap); NULL: unchanged */
+    unsigned n, vcap;
+    struct reg_name_cell *names; /* its names table (likewise); NULL: unchanged */
+    unsigned names_mask;
+    struct reg_index *ix;     /* the new pick index (the old one after the swap) */
+    struct inplace *upd;
+    unsigned nupd;
+    struct backend *probed_b; /* reg_set_probed_models: the backend, its new list */
+    char *probed;             /* (the old list after the swap) */
+    unsigned nprobed;
+    uint64_t generation;      /* PUT: the generation to record, 0 = none */
+    struct backend **gone;    /* left the set: retired after the unlock */
+    unsigned ngone;
+};
+
+/* The models <b> will serve after the change: its new spec's, else the
+ * probed ones. */
+static void member_of(struct ix_member *m, const struct backend *b, const struct inplace *u,
+                      const struct change *x)
+{
+    const struct backend_spec *s = u ? &u->spec : &b->spec;
+    m->weight = s->weight;
+    if (s->nmodels > 0) {
+        m->nmodels = s->nmodels;
+        m->models = s->models;
+    } else if (x->probed_b == b) {
+        m->nmodels = x->nprobed;
+        m->models = x->probed;
+    } else {
+        m->nmodels = b->nprobed;
+        m->models = b->probed;
+    }
+}
+
+/* Builds x->ix for the set after the change. The in-place updates are
+ * looked up by a mark in a scratch array (O(n + updates)). */
+static void change_index(struct registry *r, struct change *x)
+{
+    struct backend *const *v = x->v ? x->v : r->v;
+    unsigned n = x->v ? x->n : r->n;
+    struct ix_member *m = xmalloc((n ? n : 1) * sizeof(*m));
+    const struct inplace **by = NULL;
+    if (x->nupd > 0) {
+        /* v index of each updated backend: the names table of the new set */
+        by = xcalloc(n ? n : 1, sizeof(*by));
+        const struct reg_name_cell *t = x->names ? x->names : r->names;
+        unsigned mask = x->names ? x->names_mask : r->names_mask;
+        for (unsigned k = 0; k < x->nupd; k++) {
+            const struct backend *b = x->upd[k].b;
+            for (unsigned c = b->name_hash & mask; t[c].slot != 0; c = (c + 1) & mask)
+                if (v[t[c].slot - 1] == b) {
+                    by[t[c].slot - 1] = &x->upd[k];
+                    break;
+                }
+        }
+    }
+    for (unsigned i = 0; i < n; i++)
+        member_of(&m[i], v[i], by ? by[i] : NULL, x);
+    x->ix = reg_ix_build(m, n);
+    free(by);
+    free(m);
+}
 
 static struct backend *backend_new(struct registry *r, const struct backend_spec *s,
                                    const struct net_addr *addr, enum reg_source src, int64_t now)
@@ -210,89 +266,215 @@ static void retire(struct backend *b)
     backend_unref(b);
 }
 
-/* Updates slot <i> from <s>: in place if the address is the same. The
- * name is the same (that is how the slot was found) and is left alone:
- * workers read it without the lock. The old model list goes at once: only
- * holders of the lock read it, and the pick index that points into it is
- * rebuilt before its next use (the caller moves <version>). */
-static void update_slot(struct registry *r, unsigned i, const struct backend_spec *s,
-                        const struct net_addr *addr, enum reg_source src, int64_t now)
+/* Prepares the update of <old> (in the set) from <s>: an in-place change
+ * when the address is the same (appended to x->upd, which has room), else
+ * a new backend that takes its place (returned; <old> goes to x->gone,
+ * which has room). The name is the same (that is how <old> was found) and
+ * is never rewritten: workers read names without the lock. */
+static struct backend *prepare_update(struct registry *r, struct change *x, struct backend *old,
+                                      const struct backend_spec *s, const struct net_addr *addr,
+                                      enum reg_source src, int64_t now)
 {
-    struct backend *old = r->v[i];
     if (net_addr_equal(&old->addr, addr)) {
-        struct backend_spec *o = &old->spec;
-        if (o->weight == 0 && s->weight > 0)
-            old->ramp_start = now; /* back from draining: ramp up again */
-        memcpy(o->host, s->host, sizeof(o->host));
-        o->port = s->port;
-        o->weight = s->weight;
-        o->max_inflight = s->max_inflight;
-        o->max_inflight_set = s->max_inflight_set;
-        free((void *)o->models);
-        o->models = reg_models_dup(s->models, s->nmodels);
-        o->nmodels = s->nmodels;
-        old->source = src;
-        old->cap = s->max_inflight_set ? s->max_inflight : r->default_cap;
-        return;
+        struct inplace *u = &x->upd[x->nupd++];
+        u->b = old;
+        u->spec = old->spec;
+        memcpy(u->spec.host, s->host, sizeof(u->spec.host));
+        u->spec.port = s->port;
+        u->spec.weight = s->weight;
+        u->spec.max_inflight = s->max_inflight;
+        u->spec.max_inflight_set = s->max_inflight_set;
+        u->spec.models = reg_models_dup(s->models, s->nmodels);
+        u->spec.nmodels = s->nmodels;
+        u->src = src;
+        u->cap = s->max_inflight_set ? s->max_inflight : r->default_cap;
+        return old;
     }
-    r->v[i] = backend_new(r, s, addr, src, now);
-    retire(old);
+    x->gone[x->ngone++] = old;
+    return backend_new(r, s, addr, src, now);
 }
 
-static void push(struct registry *r, struct backend *b)
+/* Swaps the prepared change in under r->lock (pointer swaps and plain
+ * stores only), kicks the queue, unlocks. update_lock held. Afterwards <x>
+ * holds what the set let go of: change_free() it. */
+static void swap_in(struct registry *r, struct change *x, int64_t now)
 {
-    if (r->n == r->cap) {
-        r->cap = r->cap ? r->cap * 2 : 16;
-        r->v = xrealloc(r->v, r->cap * sizeof(*r->v));
+    reg_size_hint(x->v ? x->n : r->n); /* before the swap: reg_lock_for_pick */
+    reg_lock_for_pick(r);
+    if (x->v) {
+        struct backend **v = r->v;
+        unsigned on = r->n, ocap = r->cap;
+        r->v = x->v;
+        r->n = x->n;
+        r->cap = x->vcap;
+        x->v = v;
+        x->n = on;
+        x->vcap = ocap;
     }
-    r->v[r->n++] = b;
+    if (x->names) {
+        struct reg_name_cell *t = r->names;
+        unsigned mask = r->names_mask;
+        r->names = x->names;
+        r->names_mask = x->names_mask;
+        x->names = t;
+        x->names_mask = mask;
+    }
+    struct reg_index *ix = r->ix;
+    r->ix = x->ix;
+    x->ix = ix;
+    for (unsigned k = 0; k < x->nupd; k++) {
+        struct inplace *u = &x->upd[k];
+        struct backend_spec *o = &u->b->spec;
+        if (o->weight == 0 && u->spec.weight > 0)
+            u->b->ramp_start = now; /* back from draining: ramp up again */
+        const char *models = o->models;
+        memcpy(o->host, u->spec.host, sizeof(o->host));
+        o->port = u->spec.port;
+        o->weight = u->spec.weight;
+        o->max_inflight = u->spec.max_inflight;
+        o->max_inflight_set = u->spec.max_inflight_set;
+        o->models = u->spec.models;
+        o->nmodels = u->spec.nmodels;
+        u->spec.models = models; /* freed after the unlock */
+        u->b->source = u->src;
+        /* read without the lock by the request path (up_start): atomic */
+        __atomic_store_n(&u->b->cap, u->cap, __ATOMIC_RELAXED);
+    }
+    if (x->probed_b != NULL) {
+        char *old = x->probed_b->probed;
+        x->probed_b->probed = x->probed;
+        x->probed_b->nprobed = x->nprobed;
+        x->probed = old;
+    }
+    if (x->generation != 0)
+        r->generation = x->generation;
+    atomic_fetch_add(&r->version, 1);
+    reg_kick_unlock(r, now);
+}
+
+/* Frees what swap_in gave back (or a change never swapped in) and retires
+ * the backends that left the set. No lock. */
+static void change_free(struct change *x)
+{
+    free(x->v);
+    free(x->names);
+    reg_ix_free(x->ix);
+    for (unsigned k = 0; k < x->nupd; k++)
+        free((void *)x->upd[k].spec.models);
+    free(x->upd);
+    free(x->probed);
+    for (unsigned k = 0; k < x->ngone; k++)
+        retire(x->gone[k]);
+    free(x->gone);
+}
+
+/* A copy of the set's array with room for <extra> more. update_lock held. */
+static struct backend **set_copy(const struct registry *r, unsigned extra, unsigned *vcap)
+{
+    *vcap = r->n + extra ? r->n + extra : 1;
+    struct backend **v = xmalloc(*vcap * sizeof(*v));
+    if (r->n)
+        memcpy(v, r->v, r->n * sizeof(*v));
+    return v;
 }
 
 int reg_upsert(struct registry *r, const struct backend_spec *s, enum reg_source src, char *err)
 {
     struct net_addr addr;
-    struct wakes wk = {0};
+    struct change x = {0};
+    struct backend *one[1];
+    struct inplace u[1];
     if (reg_spec_check(s, &addr, err) != 0)
         return -EINVAL;
     int64_t now = util_now_ms();
-    pthread_mutex_lock(&r->lock);
+    pthread_mutex_lock(&update_lock);
     int i = reg_names_find(r, s->name), ret;
     if (i >= 0) {
-        update_slot(r, (unsigned)i, s, &addr, src, now); /* same name: the table holds */
+        x.upd = u;
+        x.gone = one;
+        struct backend *b = prepare_update(r, &x, r->v[i], s, &addr, src, now);
+        if (b != r->v[i]) { /* a new address: a new backend in the same place */
+            x.v = set_copy(r, 0, &x.vcap);
+            x.n = r->n;
+            x.v[i] = b; /* same name, same index: the names table holds */
+        }
         ret = 1;
     } else if (r->n >= REG_MAX_BACKENDS) {
         snprintf(err, NET_ERR_LEN, "too many backends: at most %d", REG_MAX_BACKENDS);
-        pthread_mutex_unlock(&r->lock);
+        pthread_mutex_unlock(&update_lock);
         return -ENOSPC; /* nothing changed */
     } else {
-        push(r, backend_new(r, s, &addr, src, now));
-        names_add(r);
+        x.v = set_copy(r, 1, &x.vcap);
+        x.n = r->n + 1;
+        x.v[r->n] = backend_new(r, s, &addr, src, now);
+        x.names = names_build(x.v, x.n, &x.names_mask);
         ret = 0;
     }
-    atomic_fetch_add(&r->version, 1);
-    if (r->nwaiting > 0)
-        reg_kick_locked(r, now, &wk);
-    pthread_mutex_unlock(&r->lock);
-    reg_wakes_run(&wk);
+    change_index(r, &x);
+    swap_in(r, &x, now);
+    pthread_mutex_unlock(&update_lock);
+    /* x.upd and x.gone point at the stack: free their contents only */
+    for (unsigned k = 0; k < x.nupd; k++)
+        free((void *)x.upd[k].spec.models);
+    for (unsigned k = 0; k < x.ngone; k++)
+        retire(x.gone[k]);
+    x.upd = NULL;
+    x.nupd = 0;
+    x.gone = NULL;
+    x.ngone = 0;
+    change_free(&x);
     return ret;
 }
 
 int reg_remove(struct registry *r, const char *name)
 {
-    pthread_mutex_lock(&r->lock);
+    struct change x = {0};
+    struct backend *one[1];
+    pthread_mutex_lock(&update_lock);
     int i = reg_names_find(r, name);
     if (i < 0) {
-        pthread_mutex_unlock(&r->lock);
+        pthread_mutex_unlock(&update_lock);
         return -ENOENT;
     }
-    struct backend *b = r->v[i];
-    names_del(r, (unsigned)i);
-    memmove(&r->v[i], &r->v[i + 1], (r->n - (unsigned)i - 1) * sizeof(*r->v));
-    r->n--;
-    atomic_fetch_add(&r->version, 1);
-    pthread_mutex_unlock(&r->lock);
-    retire(b);
+    x.v = set_copy(r, 0, &x.vcap);
+    memmove(&x.v[i], &x.v[i + 1], (r->n - (unsigned)i - 1) * sizeof(*x.v));
+    x.n = r->n - 1;
+    x.names = names_build(x.v, x.n, &x.names_mask);
+    one[0] = r->v[i];
+    change_index(r, &x);
+    /* The queue is kicked: a waiter that only this backend could serve
+     * gets the answer a new request would get, now. */
+    swap_in(r, &x, util_now_ms());
+    pthread_mutex_unlock(&update_lock);
+    retire(one[0]);
+    change_free(&x);
     return 0;
+}
+
+void reg_set_probed_models(struct registry *r, struct backend *b, const char *const *names,
+                           unsigned n)
+{
+    const char *keep[REG_MAX_MODELS];
+    unsigned nkeep = 0;
+    for (unsigned i = 0; i < n && nkeep < REG_MAX_MODELS; i++)
+        if (names[i][0] != '\0' && strlen(names[i]) <= REG_MODEL_MAX)
+            keep[nkeep++] = names[i];
+    struct change x = {0};
+    x.probed = reg_models_pack(keep, nkeep);
+    x.nprobed = nkeep;
+    x.probed_b = b;
+    pthread_mutex_lock(&update_lock);
+    /* Every probe reports the same list, as a rule: nothing to change. */
+    if (nkeep == b->nprobed && reg_models_len(x.probed, nkeep) == reg_models_len(b->probed, nkeep) &&
+        (nkeep == 0 || memcmp(x.probed, b->probed, reg_models_len(b->probed, nkeep)) == 0)) {
+        pthread_mutex_unlock(&update_lock);
+        free(x.probed);
+        return;
+    }
+    change_index(r, &x); /* whether or not b is still in the set */
+    swap_in(r, &x, util_now_ms());
+    pthread_mutex_unlock(&update_lock);
+    change_free(&x);
 }
 
 /* The services of a PUT by name, built before the lock is taken: an
@@ -315,16 +497,15 @@ static int spec_find(const struct spec_names *t, const struct backend_spec *spec
 int reg_replace(struct registry *r, enum reg_source src, const struct backend_spec *specs,
                 unsigned n, uint64_t generation, char *err)
 {
-    /* Everything that needs no lock is done first: validation, and the
-     * table of service names that the set is matched against. Errors come
-     * in service order, as a pairwise check would find them. Too many
-     * services are refused before anything is allocated for them. */
+    /* Validation and the table of service names that the set is matched
+     * against need nothing of the set. Errors come in service order, as a
+     * pairwise check would find them. Too many services are refused before
+     * anything is allocated for them. */
     if (n > REG_MAX_BACKENDS) {
         snprintf(err, NET_ERR_LEN, "too many backends: %u services, at most %d", n,
                  REG_MAX_BACKENDS);
         return -ENOSPC;
     }
-    struct wakes wk = {0};
     int64_t now = util_now_ms();
     struct net_addr *addrs = xcalloc(n ? n : 1, sizeof(*addrs));
     struct spec_names t = {.mask = reg_table_size(n) - 1};
@@ -342,74 +523,61 @@ int reg_replace(struct registry *r, enum reg_source src, const struct backend_sp
             c = (c + 1) & t.mask;
         t.cells[c] = (struct reg_name_cell){.hash = h, .slot = i + 1};
     }
-    pthread_mutex_lock(&r->lock);
+    pthread_mutex_lock(&update_lock);
     if (generation != 0 && generation < r->generation) {
         snprintf(err, NET_ERR_LEN, "stale generation %llu: already at %llu",
                  (unsigned long long)generation, (unsigned long long)r->generation);
-        pthread_mutex_unlock(&r->lock);
+        pthread_mutex_unlock(&update_lock);
         free(t.cells);
         free(addrs);
         return -ESTALE;
     }
     /* The backends of other sources that no spec names stay: with them
-     * the set must still fit. Counted only when it might not (a scan with
-     * a lookup per backend, under the lock). */
+     * the set must still fit. */
     unsigned others = 0;
     for (unsigned i = 0; i < r->n; i++)
-        others += r->v[i]->source != src;
+        others += r->v[i]->source != src &&
+                  spec_find(&t, specs, r->v[i]->spec.name, r->v[i]->name_hash) < 0;
     if ((uint64_t)others + n > REG_MAX_BACKENDS) {
-        others = 0;
-        for (unsigned i = 0; i < r->n; i++)
-            others += r->v[i]->source != src &&
-                      spec_find(&t, specs, r->v[i]->spec.name, r->v[i]->name_hash) < 0;
-        if ((uint64_t)others + n > REG_MAX_BACKENDS) {
-            pthread_mutex_unlock(&r->lock);
-            snprintf(err, NET_ERR_LEN,
-                     "too many backends: %u services and %u other backends, at most %d", n,
-                     others, REG_MAX_BACKENDS);
-            free(t.cells);
-            free(addrs);
-            return -ENOSPC;
-        }
+        pthread_mutex_unlock(&update_lock);
+        snprintf(err, NET_ERR_LEN,
+                 "too many backends: %u services and %u other backends, at most %d", n, others,
+                 REG_MAX_BACKENDS);
+        free(t.cells);
+        free(addrs);
+        return -ENOSPC;
     }
-    if (generation != 0)
-        r->generation = generation;
     /* Keep backends of other sources; for this source, update those named
      * in <specs>, retire the rest, then add the new ones. A name in <specs>
      * updates the backend of that name whatever its source, as it always
      * has; names are unique in the set, so each spec matches at most one. */
-    unsigned w = 0;
+    struct change x = {.generation = generation};
+    x.vcap = others + n ? others + n : 1;
+    x.v = xmalloc(x.vcap * sizeof(*x.v));
+    x.upd = xmalloc((n ? n : 1) * sizeof(*x.upd));
+    x.gone = xmalloc((r->n ? r->n : 1) * sizeof(*x.gone));
     bool *used = xcalloc(n ? n : 1, sizeof(*used));
     for (unsigned i = 0; i < r->n; i++) {
         struct backend *b = r->v[i];
         int k = spec_find(&t, specs, b->spec.name, b->name_hash);
         if (k >= 0) {
             used[k] = true;
-            r->v[w] = b;
-            update_slot(r, w, &specs[k], &addrs[k], src, now);
-            w++;
+            x.v[x.n++] = prepare_update(r, &x, b, &specs[k], &addrs[k], src, now);
         } else if (b->source != src) {
-            r->v[w++] = b;
+            x.v[x.n++] = b;
         } else {
-            retire(b);
+            x.gone[x.ngone++] = b;
         }
     }
-    r->n = w;
     for (unsigned j = 0; j < n; j++)
         if (!used[j])
-            push(r, backend_new(r, &specs[j], &addrs[j], src, now));
-    names_rebuild(r);
-    atomic_fetch_add(&r->version, 1);
-    /* The watcher sends a PUT for every cluster change: build the pick
-     * index now, in the admin request, rather than in the next worker's
-     * pick. Single updates leave it to the next pick instead, so that a
-     * burst of them pays for one rebuild. */
-    reg_ix_get(r);
-    if (r->nwaiting > 0)
-        reg_kick_locked(r, now, &wk);
-    unsigned total = r->n;
-    pthread_mutex_unlock(&r->lock);
-    reg_wakes_run(&wk);
+            x.v[x.n++] = backend_new(r, &specs[j], &addrs[j], src, now);
+    x.names = names_build(x.v, x.n, &x.names_mask);
+    change_index(r, &x);
+    unsigned total = x.n;
+    swap_in(r, &x, now);
+    pthread_mutex_unlock(&update_lock);
+    change_free(&x);
     free(used);
     free(t.cells);
     free(addrs);

@@ -57,10 +57,30 @@ unsigned reg_served(const struct backend *b, const char **list);
 
 /* ------------------------------------------------------------ reg_pick.c */
 
-/* The pick index for the set as it is now, rebuilt if <version> moved.
+/* What the pick index needs of one backend of a set being built: its
+ * weight and the models it will serve (reg_served of the new state). */
+struct ix_member {
+    unsigned weight;
+    unsigned nmodels;
+    const char *models; /* packed; must outlive the index */
+};
+/* Builds the pick index of a set of <n> backends, allocating, without the
+ * lock: an update builds it aside and swaps it in (registry.c). */
+struct reg_index *reg_ix_build(const struct ix_member *m, unsigned n);
+/* The pick index of the set as it is now (every update installs one).
  * Lock held. */
 const struct reg_index *reg_ix_get(struct registry *r);
 void reg_ix_free(struct reg_index *ix);
+/* Grows the calling thread's candidate scratch space to <n> backends.
+ * Called before r->lock is taken (reg_lock_for_pick) by every function
+ * that may pick under the lock: a pick never allocates under it. */
+void reg_cand_reserve(unsigned n);
+/* Records that a set of <n> backends is about to be swapped in: called by
+ * every update before it takes r->lock. */
+void reg_size_hint(unsigned n);
+/* Takes r->lock for a pick (or a kick, which picks): reserves the scratch
+ * space for the largest set so far first. */
+void reg_lock_for_pick(struct registry *r);
 /* Picks for <q> (reg_pick without the queue). Lock held. */
 enum reg_pick_rc reg_pick_locked(struct registry *r, const struct reg_req *q, uint64_t *rng,
                                  int64_t now, struct backend **out, const char **why);
@@ -72,21 +92,31 @@ enum reg_pick_rc reg_pick_locked(struct registry *r, const struct reg_req *q, ui
  * reg_kick_locked collects them (each distinct one once), reg_wakes_run
  * calls them after the unlock. The waiters themselves are not touched
  * after the unlock: their worker may take and finish them at once; the
- * wake targets (event loops) live as long as the workers. */
-#define KICK_SCAN_MAX 256 /* waiters one kick looks at */
+ * wake targets (event loops) live as long as the workers. A kick that
+ * meets more distinct wake targets than fit stops there and says so; the
+ * caller wakes those and kicks again (reg_kick_unlock): no waiter is left
+ * behind, and no lock hold grows with the number of workers. */
+#define KICK_WAKES_MAX 64
 struct wakes {
     unsigned n;
     struct {
         void (*fn)(void *);
         void *arg;
-    } v[KICK_SCAN_MAX];
+    } v[KICK_WAKES_MAX];
 };
 
 void reg_wakes_run(const struct wakes *wk);
-/* Hands freed capacity to the oldest waiters that can use it. Lock held;
- * the workers to wake are added to <wk>, for the caller to wake after the
- * unlock (reg_wakes_run). */
-void reg_kick_locked(struct registry *r, int64_t now, struct wakes *wk);
+/* Hands freed capacity to the oldest waiters that can use it, and fails at
+ * once the waiters that a new pick would refuse (REG_NONE, REG_NO_MODEL).
+ * The whole queue is looked at: a waiter whose (model, pin) found every
+ * backend full earlier in the same kick is skipped without a pick (the
+ * kick only takes capacity), so a kick costs one pick per distinct
+ * request shape plus a compare per waiter. Lock held; the workers to wake
+ * are added to <wk>. Returns true if it stopped because <wk> was full. */
+bool reg_kick_locked(struct registry *r, int64_t now, struct wakes *wk);
+/* Kicks the queue if anyone waits, releases r->lock (held on entry), runs
+ * the wakes after the unlock, and repeats while a kick stopped early. */
+void reg_kick_unlock(struct registry *r, int64_t now);
 /* Queues <w> for <q> after a pick found every eligible backend full.
  * Returns REG_QUEUED, or REG_QUEUE_FULL (counted) when there is no waiter
  * or no room. Lock held. */

@@ -267,6 +267,17 @@ void route_dequeued(struct conn *c)
     struct backend *b = c->x->waiter.assigned;
     c->x->waiter.assigned = NULL;
     c->x->waiter.state = REG_W_IDLE;
+    if (b == NULL) {
+        /* Refused while it waited: the set changed so that a new pick finds
+         * no backend for it (its model or every backend left). It picks
+         * again now, and gets the answer a new request gets (404
+         * model_not_found, 503 no_backend), not a queue timeout later. */
+        if (!c->closed) {
+            ev_timer_stop(c->w->loop, &c->timer);
+            route_dispatch(c);
+        }
+        return;
+    }
     if (c->closed) { /* cannot happen: conn_close cancels; keep the slot safe anyway */
         struct reg_outcome o = {0};
         reg_release(&conn_srv(c)->reg, b, &o, conn_now(c));

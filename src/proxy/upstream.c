@@ -297,7 +297,9 @@ void up_start(struct conn *c)
         return;
     }
     c->x->up = u;
-    c->x->capped = b->cap != 0;
+    /* The registry may change the cap under its lock while this runs: an
+     * atomic read (registry.c stores it atomically). */
+    c->x->capped = __atomic_load_n(&b->cap, __ATOMIC_RELAXED) != 0;
     u->c = c;
     u->sent = 0;
     u->got_bytes = false;
