@@ -107,8 +107,10 @@ for mode, what, args in MODES:
     # llamalb's side: its timeouts closed them while the attack still ran
     # (for slow read, what the kernel still holds in send buffers drains on
     # its own: the attacker may see those as open)
-    ok(min(seen[len(seen) // 2:]) <= base + 2,
-       "%s: llamalb cut the attacker's connections before the attack ended" % what)
+    low = min(seen[len(seen) // 2:])
+    ok(low <= base + peak // 10,
+       "%s: llamalb cut the attacker's connections before the attack ended (%d of %d left)" %
+       (what, low - base, peak))
     ok(n.n > 20 and not n.errors, "%s: the normal client got %d answers, errors %s" %
        (what, n.n, n.errors[:5]))
 end = time.time() + 10
