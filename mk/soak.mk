@@ -17,5 +17,5 @@ soak: deps
 
 soak-san: deps
 	@$(MAKE) --no-print-directory B=$(SOAK_SAN_B) SAN=1 all
-	@LLAMALB_BUILD=$(CURDIR)/$(SOAK_SAN_B) ASAN_OPTIONS=detect_leaks=1 \
+	@LLAMALB_BUILD=$(CURDIR)/$(SOAK_SAN_B) ASAN_OPTIONS=detect_leaks=1 SOAK_RSS_CHECK=0 \
 		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 $(SOAK_RUN)

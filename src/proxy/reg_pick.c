@@ -6,6 +6,7 @@
  * sets and session affinity are decided here; the policy (lb.c) only
  * chooses among what it is shown. A pick that finds every eligible
  * backend full hands its waiter to the queue (reg_queue.c). */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -141,11 +142,30 @@ static bool was_tried(const struct backend *b, struct backend *const *tried, uns
     return false;
 }
 
+/* Any thread that picks or kicks gets the scratch space: workers, and the
+ * threads that update the set (the admin's, and the signal thread on a
+ * SIGHUP reload), which kick the queue. A thread-exit destructor frees
+ * it for all of them; workers also call reg_thread_exit. */
+static pthread_key_t cand_key;
+static pthread_once_t cand_once = PTHREAD_ONCE_INIT;
+
+static void cand_free(void *p)
+{
+    free(p);
+}
+
+static void cand_key_init(void)
+{
+    pthread_key_create(&cand_key, cand_free);
+}
+
 void reg_cand_reserve(unsigned n)
 {
     if (cand_cap < n) {
         cand_cap = n < 64 ? 64 : n;
         cand = xrealloc(cand, cand_cap * sizeof(*cand));
+        pthread_once(&cand_once, cand_key_init);
+        pthread_setspecific(cand_key, cand);
     }
 }
 
@@ -169,6 +189,8 @@ void reg_lock_for_pick(struct registry *r)
 
 void reg_thread_exit(void)
 {
+    if (cand != NULL)
+        pthread_setspecific(cand_key, NULL);
     free(cand);
     cand = NULL;
     cand_cap = 0;

@@ -18,8 +18,9 @@ docs/sim.md) and the clients' own records:
   4. llamalb never crashed and exits 0 on SIGTERM.
 
 Environment: SOAK_SECONDS (default 600), LLAMALB_BUILD (the build to
-soak: build-soak, or build-san for the ASan run), SOAK_SEED, SOAK_DIR (the
-request logs and the samples are kept there). Output is TAP, like the
+soak: build-soak, or build-soak-san for the ASan run), SOAK_SEED, SOAK_DIR
+(the request logs and the samples are kept there), SOAK_RSS_CHECK=0 (the
+ASan run: its quarantine holds freed memory, so RSS says nothing there). Output is TAP, like the
 integration tests; processes are started and stopped by PID (harness.py)."""
 import json
 import os
@@ -540,8 +541,12 @@ ok(fds1 <= fds0, "open fds back to the start level (%d -> %d)" % (fds0, fds1))
 is_(up1, 0, "no upstream connection left once idle (%d)" % up1)
 is_(q1, 0, "the gateway queue empty")
 warm = warm_rss or rss0
-ok(rss1 <= warm * 1.25 + 8192,
-   "RSS back to its warmed-up level: start %d KiB, warm %d KiB, end %d KiB" % (rss0, warm, rss1))
+if os.environ.get("SOAK_RSS_CHECK", "1") == "1":
+    ok(rss1 <= warm * 1.25 + 8192,
+       "RSS back to its warmed-up level: start %d KiB, warm %d KiB, end %d KiB" % (rss0, warm, rss1))
+else:  # ASan keeps freed memory in its quarantine: the plain soak checks RSS
+    note("RSS not compared (SOAK_RSS_CHECK=0): start %d KiB, warm %d KiB, end %d KiB" %
+         (rss0, warm, rss1))
 
 
 def chart():
