@@ -50,7 +50,7 @@ static struct backend *target_new(struct server *s, const char *addr, const stru
     net_addr_host(na, b->spec.host, sizeof(b->spec.host));
     b->spec.port = net_addr_port(na);
     b->addr = *na;
-    atomic_init(&b->cap, 0); /* the active queues; the follower never waits for it */
+    b->cap = 0; /* the active queues; the follower never waits for it */
     atomic_init(&b->refs, 1);
     b->pools = xcalloc(s->reg.nworkers ? s->reg.nworkers : 1, sizeof(*b->pools));
     for (unsigned i = 0; i < (s->reg.nworkers ? s->reg.nworkers : 1); i++)

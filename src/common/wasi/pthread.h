@@ -49,4 +49,29 @@ static inline pthread_t pthread_self(void)
     return NULL;
 }
 
+/* Thread-specific data exists for its exit destructors (reg_pick.c's
+ * scratch space); the one thread never exits before the process does. */
+#define PTHREAD_ONCE_INIT 0
+
+static inline int pthread_once(pthread_once_t *o, void (*fn)(void))
+{
+    if (*o == 0) {
+        *o = 1;
+        fn();
+    }
+    return 0;
+}
+static inline int pthread_key_create(pthread_key_t *k, void (*dtor)(void *))
+{
+    (void)dtor;
+    *k = 0;
+    return 0;
+}
+static inline int pthread_setspecific(pthread_key_t k, const void *v)
+{
+    (void)k;
+    (void)v;
+    return 0;
+}
+
 #endif
