@@ -20,6 +20,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "proxy.h"
+#include "stats.h"
 #include "util.h"
 
 
@@ -434,6 +435,8 @@ static const struct admin_route routes[] = {
     {"/api/services", false, true, "GET HEAD PUT", "use GET or PUT", 16u << 20},
     {"/api/drain", false, true, "POST", "use POST", 65536},
     {"/api/role", false, true, "GET HEAD PUT", "use GET or PUT", 65536}, /* follow.h */
+    {"/", false, false, "GET HEAD", "use GET", 65536},          /* the status page (stats.c) */
+    {"/api/stats", false, true, "GET HEAD", "use GET", 65536}, /* ... its data */
 };
 
 /* Copies the path of the request target (no query) into <p>. */
@@ -553,6 +556,10 @@ void admin_handle(struct conn *c)
         text(c, ready ? 200 : 503, ready ? "ready\n" : "not ready\n");
     } else if (strcmp(p, "/metrics") == 0) {
         do_metrics(c);
+    } else if (strcmp(p, "/") == 0) {
+        stats_serve_page(c);
+    } else if (strcmp(p, "/api/stats") == 0) {
+        stats_serve_json(c);
     } else if (strcmp(p, "/api/register") == 0) {
         do_register(c);
     } else if (strncmp(p, "/api/unregister/", 16) == 0) {

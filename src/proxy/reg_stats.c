@@ -107,6 +107,10 @@ void reg_model_outcome_locked(struct registry *r, const struct reg_outcome *o)
     if (o->ttft_us > 0) {
         m->ttft_us_sum += (uint64_t)o->ttft_us;
         m->ttft_count++;
+        unsigned k = 0;
+        while (k < REG_LAT_BUCKETS && (double)o->ttft_us / 1e6 > reg_lat_bounds[k])
+            k++;
+        m->ttft_hist[k]++;
     }
 }
 

@@ -205,6 +205,7 @@ struct model_stats {
     atomic_uint inflight;            /* lock-free */
     uint64_t errors, events, queued; /* registry lock */
     uint64_t ttft_us_sum, ttft_count, queue_wait_us;
+    uint64_t ttft_hist[REG_LAT_BUCKETS + 1]; /* by reg_lat_bounds, last = +Inf (status page) */
 };
 
 struct reg_index;
