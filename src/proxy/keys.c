@@ -191,8 +191,10 @@ bool key_allows_model(const struct api_key *key, const char *model)
 static void keyring_free(struct keyring *k)
 {
     for (unsigned i = 0; i < k->n; i++) {
-        /* wipe the secrets before giving the memory back */
-        memset(k->keys[i].secret, 0, k->keys[i].len);
+        /* wipe the secrets before giving the memory back (a line refused
+         * before its key was copied has none) */
+        if (k->keys[i].secret != NULL)
+            memset(k->keys[i].secret, 0, k->keys[i].len);
         free(k->keys[i].secret);
         free(k->keys[i].models);
     }
