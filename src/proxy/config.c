@@ -141,6 +141,7 @@ void cfg_defaults(struct cfg *c)
     c->eject_time = 30000;
     c->eject_max_time = 300000;
     strcpy(c->access_log, "stderr");
+    c->log_level = LOG_INFO;
     c->default_max_inflight = 1;
     c->queue_max = 1024;
     c->queue_timeout = 30000;
@@ -269,7 +270,7 @@ static int apply_keyword(struct cfg *c, const struct opt *o, const char *v, char
             snprintf(err, errlen, "log-level: expected debug, info, warn or error");
             return -1;
         }
-        log_min_level = lvl;
+        c->log_level = lvl; /* applied by the caller: a refused reload keeps the level */
         return 0;
     }
     c->affinity[0] = '\0'; /* --affinity off */

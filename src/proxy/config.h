@@ -57,6 +57,7 @@ struct cfg {
     int64_t eject_time, eject_max_time;
     char access_log[512];          /* path, "-" (stdout) or "off" */
     bool access_log_json;          /* --access-log-format json: one JSON object per line */
+    enum log_level log_level;      /* --log-level, set by main and by a reload that succeeds */
     struct cidr allow[CFG_MAX_ALLOW]; /* admin registrations allowed into these despite the deny list */
     unsigned nallow;
     /* LLM-aware balancing */

@@ -123,6 +123,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "llamalb: %s\n", err);
         return 2;
     }
+    log_min_level = s->cfg.log_level;
     s->admin_enabled = strcmp(s->cfg.admin_listen, "off") != 0;
     if (net_parse_addr(s->cfg.listen, false, true, &s->listen_addr, nerr) != 0 ||
         (s->admin_enabled &&

@@ -192,6 +192,7 @@ int runtime_reload(struct server *s, int argc, char **argv)
         return -1;
     }
     log_restart_only(&s->cfg, &n);
+    log_min_level = n.log_level;
     reg_set_policy(&s->reg, n.policy);
     struct reg_settings rs = {
         .eject_after = n.eject_after,

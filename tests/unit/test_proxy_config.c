@@ -188,6 +188,24 @@ static void test_token(void)
     cfg_free(&c);
 }
 
+/* --log-level is kept in the config and applied by the caller: a reload
+ * that is refused later (another line invalid) leaves the level alone. */
+static void test_log_level(void)
+{
+    struct cfg c;
+    enum log_level before = log_min_level;
+    ok(parse(&c, (const char *[]){"--log-level", "debug", NULL}) == 0, "--log-level debug: valid");
+    ok(c.log_level == LOG_DEBUG, "kept in the config");
+    ok(log_min_level == before, "the running level untouched by parsing");
+    cfg_free(&c);
+    ok(parse(&c, (const char *[]){"--log-level", "error", "--no-such-flag", NULL}) != 0,
+       "a refused configuration with --log-level error");
+    ok(log_min_level == before, "leaves the running level alone");
+    cfg_free(&c);
+    ok(parse(&c, (const char *[]){NULL}) == 0 && c.log_level == LOG_INFO, "default info");
+    cfg_free(&c);
+}
+
 int main(void)
 {
     test_defaults();
@@ -195,5 +213,6 @@ int main(void)
     test_errors();
     test_file();
     test_token();
+    test_log_level();
     return done_testing();
 }
