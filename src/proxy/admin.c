@@ -448,8 +448,20 @@ static void target_path(const char *target, char *p, size_t n)
     p[plen] = '\0';
 }
 
-static const struct admin_route *find_route(const char *path)
+/* --drain-hook: the same drain as POST /api/drain, started by a GET
+ * without the token (a preStop httpGet hook can send neither a method nor
+ * a Secret); the unguessable path is the credential. */
+static const struct admin_route drain_hook = {"", false, false, "GET", "use GET", 65536};
+
+static bool is_drain_hook(const struct server *s, const char *path)
 {
+    return s->cfg.drain_hook[0] != '\0' && strcmp(path, s->cfg.drain_hook) == 0;
+}
+
+static const struct admin_route *find_route(const struct server *s, const char *path)
+{
+    if (is_drain_hook(s, path))
+        return &drain_hook;
     for (size_t i = 0; i < ARRAY_SIZE(routes); i++) {
         const struct admin_route *r = &routes[i];
         if (r->prefix ? strncmp(path, r->path, strlen(r->path)) == 0 : strcmp(path, r->path) == 0)
@@ -470,11 +482,11 @@ static bool route_allows(const struct admin_route *r, const char *method)
     return false;
 }
 
-uint64_t admin_body_limit(const char *target, const char *method)
+uint64_t admin_body_limit(const struct server *s, const char *target, const char *method)
 {
     char p[sizeof(((struct exchange *)0)->path)];
     target_path(target, p, sizeof(p));
-    const struct admin_route *r = find_route(p);
+    const struct admin_route *r = find_route(s, p);
     return r != NULL && route_allows(r, method) ? r->max_body : 65536;
 }
 
@@ -501,7 +513,7 @@ bool admin_check_head(struct conn *c, const struct http1_msg *m)
         /* Truncated: acting on a prefix could unregister another service. */
         return refuse(c, m, 414, "request target too long", "uri_too_long");
     }
-    const struct admin_route *r = find_route(p);
+    const struct admin_route *r = find_route(s, p);
     if (r == NULL && strncmp(p, "/api/", 5) != 0)
         return refuse(c, m, 404, "not found", "not_found");
     if (r == NULL || r->auth) {
@@ -581,7 +593,7 @@ void admin_handle(struct conn *c)
         }
     } else if (strcmp(p, "/api/role") == 0) {
         follow_admin_role(c);
-    } else if (strcmp(p, "/api/drain") == 0) {
+    } else if (strcmp(p, "/api/drain") == 0 || is_drain_hook(s, p)) {
         audit(c, "started draining", "");
         c->close_after = true;
         text(c, 200, "draining\n");

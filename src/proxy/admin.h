@@ -19,9 +19,11 @@ struct conn;
  * media type and declared length. Returns true to read the body and go on
  * to admin_handle(); false when it answered (the connection closes after if
  * a body was announced). */
+struct server;
+
 bool admin_check_head(struct conn *c, const struct http1_msg *m);
 /* The largest body the admin route of <path> and <method> takes. */
-uint64_t admin_body_limit(const char *path, const char *method);
+uint64_t admin_body_limit(const struct server *s, const char *path, const char *method);
 /* Answers an admin request whose head admin_check_head() accepted. */
 void admin_handle(struct conn *c);
 

@@ -109,6 +109,9 @@ static const struct opt opts[] = {
      "GET /v1/models probe of idle backends: health and model list (5s; 0 = off)"},
     {"probe-timeout", OPT_DURATION, F(probe_timeout), 1, 600000, "probe answer deadline (2s)"},
     {"log-level", OPT_STR, 0, 0, 0, 0, "debug | info | warn | error (info)"},
+    {"drain-hook", OPT_STR, 0, 0, 0, 0,
+     "PATH: GET PATH on the admin listener starts the drain without the token, for a pod's "
+     "preStop httpGet hook (off)"},
     {"follow", OPT_STR, F(follow), 0, 0,
      "HOST:PORT of the active replica's public listener: forward every request there (off)"},
 };
@@ -264,6 +267,23 @@ static int apply_keyword(struct cfg *c, const struct opt *o, const char *v, char
         c->access_log_json = strcmp(v, "json") == 0;
         return 0;
     }
+    if (strcmp(o->name, "drain-hook") == 0) {
+        /* A capability in a path: long enough not to be guessed, and apart
+         * from the admin API's own routes. */
+        size_t n = strlen(v);
+        bool ok = n >= 16 && n < sizeof(c->drain_hook) && v[0] == '/' && strncmp(v, "/api/", 5) != 0;
+        for (size_t i = 0; ok && i < n; i++)
+            ok = (v[i] >= 'a' && v[i] <= 'z') || (v[i] >= 'A' && v[i] <= 'Z') ||
+                 (v[i] >= '0' && v[i] <= '9') || strchr("/-_.", v[i]) != NULL;
+        if (!ok) {
+            snprintf(err, errlen, "drain-hook: expected a path of 16 to %zu characters "
+                                  "(letters, digits, / - _ .) outside /api/",
+                     sizeof(c->drain_hook) - 1);
+            return -1;
+        }
+        memcpy(c->drain_hook, v, n + 1);
+        return 0;
+    }
     if (strcmp(o->name, "log-level") == 0) {
         enum log_level lvl;
         if (log_parse_level(v, &lvl) != 0) {
@@ -333,7 +353,7 @@ static int apply(struct cfg *c, const struct opt *o, const char *v, char *err, s
     switch (o->type) {
     case OPT_STR:
         if (strcmp(o->name, "unknown-model") == 0 || strcmp(o->name, "log-level") == 0 ||
-            strcmp(o->name, "access-log-format") == 0 ||
+            strcmp(o->name, "access-log-format") == 0 || strcmp(o->name, "drain-hook") == 0 ||
             (strcmp(o->name, "affinity") == 0 && strcmp(v, "off") == 0))
             return apply_keyword(c, o, v, err, errlen);
         if (strlen(v) >= o->size) {

@@ -72,6 +72,7 @@ struct cfg {
     int64_t probe_timeout;         /* ms a probe may take */
     unsigned naliases;
     struct { char from[128], to[128]; } aliases[CFG_MAX_ALIASES];
+    char drain_hook[128];          /* --drain-hook PATH: GET starts the drain, no token ("" = off) */
     char follow[NET_ADDRSTR_LEN];  /* --follow HOST:PORT: forward to this active replica
                                       ("" = dispatch here; follow.h) */
 };

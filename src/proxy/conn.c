@@ -613,7 +613,7 @@ static void arm_body_timer(struct conn *c)
  * connection was answered with an error. */
 static bool take_body(struct conn *c)
 {
-    uint64_t max = c->admin ? admin_body_limit(c->x->path, c->x->method) : conn_cfg(c)->limits.max_body;
+    uint64_t max = c->admin ? admin_body_limit(c->w->srv, c->x->path, c->x->method) : conn_cfg(c)->limits.max_body;
     if (c->x->req_framing == HTTP1_BODY_LENGTH) {
         size_t n = (size_t)MIN((uint64_t)c->in.len, c->x->body_left);
         if (n > 0) {

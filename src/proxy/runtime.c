@@ -163,6 +163,8 @@ static void log_restart_only(const struct cfg *run, const struct cfg *n)
     if (run->workers != n->workers)
         log_warn("reload: --workers changed (%u -> %u): needs a restart", run->workers,
                  n->workers);
+    if (strcmp(run->drain_hook, n->drain_hook) != 0)
+        log_warn("reload: --drain-hook changed: needs a restart");
     if (run->max_conns != n->max_conns)
         log_warn("reload: --max-conns changed (%u -> %u): needs a restart", run->max_conns,
                  n->max_conns);

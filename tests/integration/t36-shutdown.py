@@ -4,9 +4,12 @@
 connects refused), idle keep-alive connections close, an active stream runs
 to its end and the process exits 0; a stream longer than --drain-timeout is
 cut at the cap and the process still exits 0 within cap + 1 s."""
+import atexit
 import os
 import socket
+import subprocess
 import sys
+import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import *  # noqa: E402,F401,F403
@@ -95,4 +98,28 @@ el = time.time() - t0
 is_(rc, 0, "G-02 exit 0")
 ok(el < 2.0, "G-02 exited within cap + 1 s (%.2fs)" % el)
 s.close()
+# G-03: --drain-hook, the drain a pod's preStop httpGet hook can start (a
+# GET, no token: the kubelet sends neither a method of its choice nor a
+# Secret); the path is the credential.
+HOOK = "/hooks/drain-5f1c2e9a7b"
+for bad in ("/short", "/api/drain-0123456789abcdef", "/hooks/drain 0123456789"):
+    r = subprocess.run([LB, "-t", "--backend", be.backend_arg(), "--drain-hook", bad],
+                       capture_output=True, timeout=10)
+    ok(r.returncode != 0 and b"drain-hook" in r.stderr, "G-03 --drain-hook %r refused at start" % bad)
+tf = tempfile.NamedTemporaryFile("w", delete=False, suffix=".token")
+tf.write("s3cret-token-0123456789abcdef\n")
+tf.close()
+atexit.register(lambda: os.unlink(tf.name))
+p = lb("--backend", be.backend_arg(), "--drain-hook", HOOK, "--admin-token-file", tf.name)
+is_(request(p.admin, "POST", HOOK, b"{}", timeout=5).status, 405, "G-03 the hook takes GET only")
+is_(request(p.admin, "GET", HOOK + "x", timeout=5).status, 404, "G-03 another path is not the hook")
+is_(request(p.admin, "GET", "/readyz", timeout=5).status, 200, "G-03 ready before the hook")
+r = request(p.admin, "GET", HOOK, timeout=5)
+ok(r.status == 200 and r.body == b"draining\n", "G-03 GET on the hook, without the token, drains")
+try:
+    rc = p.p.wait(5)
+except Exception:  # noqa: BLE001
+    rc = None
+is_(rc, 0, "G-03 the drained process exits 0")
+
 done()

@@ -106,4 +106,18 @@ try:
 except subprocess.TimeoutExpired:
     pass
 is_(rc, 0, "the module exits 0 once drained")
+# the preStop hook's drain: GET on --drain-hook, no token (what the kubelet sends)
+HOOK = "/hooks/drain-0f3a9c5e1d7b4a26"
+p = h.spawn(envp + ["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
+                    "--health-interval", "0", "--drain-delay", "0", "--drain-hook", HOOK,
+                    "--backend", "a=%s,models=m1" % s1.addr],
+            name="llamalb.wasm", want_admin=True, timeout=30)
+d = request(p.admin, "GET", HOOK, timeout=10)
+ok(d.status == 200 and d.body == b"draining\n", "GET --drain-hook without the token: draining")
+rc = None
+try:
+    rc = p.p.wait(15)
+except subprocess.TimeoutExpired:
+    pass
+is_(rc, 0, "the module exits 0 once drained by the hook")
 done()

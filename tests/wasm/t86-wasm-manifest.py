@@ -41,7 +41,9 @@ env = {e["name"]: e for e in c["env"]}
 ok(env.get("LLAMALB_ADMIN_TOKEN", {}).get("valueFrom", {}).get("secretKeyRef", {}).get("name")
    == "llamalb-admin-token", "the token from the native balancer's Secret, as an environment variable")
 hook = c.get("lifecycle", {}).get("preStop", {}).get("httpGet", {})
-ok(hook.get("path") == "/api/drain" and hook.get("port") == "admin", "preStop: httpGet /api/drain on the admin port")
+hook_arg = [a.split("=", 1)[1] for a in args if a.startswith("--drain-hook=")]
+ok(hook_arg and hook.get("path") == hook_arg[0] and hook.get("port") == "admin",
+   "preStop: httpGet on the --drain-hook path, admin port (the drain without token or POST)")
 ok("exec" not in c.get("lifecycle", {}).get("preStop", {}), "no exec hook (WASM containers run none)")
 ports = {p["name"]: p["containerPort"] for p in c["ports"]}
 is_(ports, {"http": 8080, "admin": 8081}, "named ports http and admin")
