@@ -379,6 +379,14 @@ static void put_role(struct conn *c)
     buf_free(&b);
 }
 
+void follow_role_json(struct server *s, struct buf *out)
+{
+    if (s->follow == NULL)
+        buf_append_lit(out, "null");
+    else
+        role_json(s->follow, out);
+}
+
 void follow_admin_role(struct conn *c)
 {
     if (strcmp(c->x->method, "PUT") == 0) {

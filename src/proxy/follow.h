@@ -81,5 +81,7 @@ void follow_admin_role(struct conn *c);
 
 /* llamalb_replica_* families for /metrics. */
 void follow_write_metrics(struct server *s, struct buf *out);
+/* The role as GET /api/role answers it (one JSON object), for the status page. */
+void follow_role_json(struct server *s, struct buf *out);
 
 #endif

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "follow.h"
 #include "json.h"
 #include "proxy.h"
 #include "reg_view.h"
@@ -82,7 +83,9 @@ void stats_json(struct server *s, int64_t now_ms, struct buf *out)
     jstr(out, LLAMALB_VERSION);
     buf_append_lit(out, ",\"policy\":");
     jstr(out, v.policy);
-    buf_printf(out, ",\"workers\":%u,\"role\":null},", s->nworkers);
+    buf_printf(out, ",\"workers\":%u,\"role\":", s->nworkers);
+    follow_role_json(s, out);
+    buf_append_lit(out, "},");
     buf_printf(out,
                "\"uptime_s\":%.1f,\"draining\":%s,\"slow_start_ms\":%lld,"
                "\"totals\":{\"requests\":%llu,\"connections_active\":%llu,"

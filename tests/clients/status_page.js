@@ -90,7 +90,8 @@ async function main() {
     check(models.includes("m1"), "per-model rows (m1)");
     const hdr = await page.$eval("header", (e) => e.innerText);
     check(/v\d+\.\d+/.test(hdr) && /policy least/.test(hdr) && /worker/.test(hdr),
-          "role and build shown (version, policy, workers)");
+          "build shown (version, policy, workers)");
+    check(/role active/.test(hdr), "the replica role shown (active: it follows no one)");
 
     // 4. A reload in the same tab needs no token and logs nothing.
     const before = consoleErrors.length;
