@@ -91,6 +91,10 @@ struct exchange {
     const struct api_key *key;
     struct keyring *keyring;
     bool key_admitted;
+    /* The Authorization line in uphead (offset, length; 0 = none): kept
+     * while the request may go to the active replica, which checks and
+     * counts the key itself; cut before any backend sees it (route.c). */
+    unsigned auth_off, auth_len;
     uint64_t prompt_tokens, completion_tokens; /* the answer's usage, if it said */
 
     /* upstream side */

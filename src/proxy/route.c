@@ -143,12 +143,14 @@ bool route_authorize(struct conn *c, const struct http1_msg *m)
 }
 
 /* The key's limits: 429 in OpenAI's shape, with Retry-After and the
- * x-ratelimit-* headers its SDKs read. Returns false when it answered. */
+ * x-ratelimit-* headers its SDKs read. Returns false when it answered.
+ * Called where the request is served here (a follower forwarding to the
+ * active replica leaves the key to it: limits count once), once. */
 static bool admit_key(struct conn *c)
 {
     struct exchange *x = c->x;
     struct server *s = conn_srv(c);
-    if (x->key == NULL)
+    if (x->key == NULL || x->key_admitted)
         return true;
     if (!key_allows_model(x->key, x->model)) {
         char msg[220];
@@ -190,9 +192,9 @@ void route_request(struct conn *c)
 {
     if (!classify_body(c))
         return;
-    if (!admit_key(c))
-        return;
     if (c->x->local_models) {
+        if (!admit_key(c))
+            return;
         struct buf b = {0};
         c->state = CS_LOCAL;
         reg_models_json(&conn_srv(c)->reg, &b, conn_now(c));
@@ -225,6 +227,16 @@ void route_dispatch(struct conn *c)
     c->x->waiter.wake_arg = c->w->loop;
     if (follow_dispatch(c)) /* a follower replica: to the active (follow.h) */
         return;
+    /* Served here: the key's limits count it, and no backend sees it. */
+    if (!admit_key(c))
+        return;
+    if (c->x->auth_len > 0) {
+        struct buf *h = &c->x->uphead;
+        char *p = buf_data(h) + c->x->auth_off;
+        memmove(p, p + c->x->auth_len, h->len - c->x->auth_off - c->x->auth_len);
+        h->len -= c->x->auth_len;
+        c->x->auth_len = 0;
+    }
     enum reg_pick_rc rc = reg_pick(&s->reg, &q, &c->w->rng, conn_now(c), &c->x->waiter, &b, &why);
     switch (rc) {
     case REG_PICKED:

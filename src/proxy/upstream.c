@@ -206,9 +206,21 @@ void up_build_head(struct conn *c, const struct http1_msg *m)
             slice_case_eq_cstr(h->name, "x-forwarded-proto"))
             continue;
         /* The client's API key is the balancer's to check, not the
-         * backend's to see (keys.h). */
-        if (c->x->key != NULL && slice_case_eq_cstr(h->name, "authorization"))
+         * backend's to see (keys.h): its line is marked, and cut out
+         * when a backend is picked (route_dispatch). Until then the
+         * request may go to the active replica, which needs it. */
+        if (c->x->key != NULL && slice_case_eq_cstr(h->name, "authorization")) {
+            if (c->x->auth_len > 0) /* a second one: never sent anywhere */
+                continue;
+            size_t at = o->len;
+            buf_append(o, h->name.p, h->name.len);
+            buf_append(o, ": ", 2);
+            buf_append(o, h->value.p, h->value.len);
+            buf_append(o, "\r\n", 2);
+            c->x->auth_off = (unsigned)at;
+            c->x->auth_len = (unsigned)(o->len - at);
             continue;
+        }
         if (slice_case_eq_cstr(h->name, FOLLOW_HOP_HEADER)) {
             c->x->hopped = true; /* from a follower replica: never forwarded again */
             continue;
