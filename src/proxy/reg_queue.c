@@ -101,10 +101,14 @@ bool reg_kick_locked(struct registry *r, int64_t now, struct wakes *wk)
                             again and answers what a new request gets */
         w->state = REG_W_READY;
         if (rc == REG_PICKED) {
-            atomic_fetch_add(&r->queue_wait_us, (uint64_t)(now - w->since_ms) * 1000);
+            int64_t waited_us = (now - w->since_ms) * 1000;
+            unsigned k = reg_bucket(reg_lat_bounds, waited_us);
+            atomic_fetch_add(&r->queue_wait_us, (uint64_t)waited_us);
+            r->queue_wait_hist[k]++;
             struct model_stats *ms = reg_model_slot(r, w->req.model);
             ms->queued++;
-            ms->queue_wait_us += (uint64_t)(now - w->since_ms) * 1000;
+            ms->queue_wait_us += (uint64_t)waited_us;
+            ms->queue_wait_hist[k]++;
         }
         list_add_tail(w->ready_list, &w->link);
     }
@@ -191,18 +195,26 @@ unsigned reg_queue_length(struct registry *r)
 
 void reg_queue_metrics(struct registry *r, struct buf *out)
 {
+    static const struct metric_family wait = {
+        "llamalb_queue_wait_seconds", "Time queued requests waited for a backend.",
+        METRIC_HISTOGRAM};
+    uint64_t hist[REG_LAT_BUCKETS + 1];
+    pthread_mutex_lock(&r->lock);
+    memcpy(hist, r->queue_wait_hist, sizeof(hist));
+    pthread_mutex_unlock(&r->lock);
     const struct metric_scalar q[] = {
         {{"llamalb_queue_length", "Requests waiting for a free backend.", METRIC_GAUGE},
          METRIC_INT, reg_queue_length(r), 0},
         {{"llamalb_queued_total", "Requests that had to wait for a free backend.",
           METRIC_COUNTER},
          METRIC_INT, atomic_load(&r->queued_total), 0},
-        {{"llamalb_queue_wait_seconds_sum", "Time queued requests waited.", METRIC_COUNTER},
-         METRIC_FIXED, 0, (double)atomic_load(&r->queue_wait_us) / 1e6},
         {{"llamalb_queue_rejected_total", "Requests refused: queue full.", METRIC_COUNTER},
          METRIC_INT, atomic_load(&r->queue_rejects), 0},
         {{"llamalb_queue_timeouts_total", "Requests that waited too long.", METRIC_COUNTER},
          METRIC_INT, atomic_load(&r->queue_timeouts), 0},
     };
     metric_scalars(out, q, ARRAY_SIZE(q));
+    metric_head(out, &wait);
+    metric_histogram(out, wait.name, NULL, 0, reg_lat_bounds, REG_LAT_BUCKETS, hist,
+                     (double)atomic_load(&r->queue_wait_us) / 1e6);
 }

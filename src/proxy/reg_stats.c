@@ -13,6 +13,18 @@
 
 const double reg_lat_bounds[REG_LAT_BUCKETS] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
                                                 0.5,   1,    2.5,   5,    10,  30};
+/* Between tokens: 1 ms (a fast GPU) to 1 s (a CPU under load). */
+const double reg_tbt_bounds[REG_LAT_BUCKETS] = {0.001, 0.0025, 0.005, 0.01, 0.02, 0.035,
+                                                0.05,  0.075,  0.1,   0.25, 0.5,  1};
+
+unsigned reg_bucket(const double *bounds, int64_t us)
+{
+    double s = (double)us / 1e6;
+    unsigned k = 0;
+    while (k < REG_LAT_BUCKETS && s > bounds[k])
+        k++;
+    return k;
+}
 
 /* The name <model>'s stats are kept under, in <out> (MODEL_KEY_LEN bytes)
  * or a constant: "(none)" for no model. Control characters other than the
@@ -104,13 +116,17 @@ void reg_model_outcome_locked(struct registry *r, const struct reg_outcome *o)
     struct model_stats *m = reg_model_slot(r, o->model);
     m->errors += o->failed;
     m->events += o->sse_events;
+    m->prompt_tokens += o->prompt_tokens;
+    m->completion_tokens += o->completion_tokens;
     if (o->ttft_us > 0) {
         m->ttft_us_sum += (uint64_t)o->ttft_us;
         m->ttft_count++;
-        unsigned k = 0;
-        while (k < REG_LAT_BUCKETS && (double)o->ttft_us / 1e6 > reg_lat_bounds[k])
-            k++;
-        m->ttft_hist[k]++;
+        m->ttft_hist[reg_bucket(reg_lat_bounds, o->ttft_us)]++;
+    }
+    if (o->tbt_us > 0) {
+        m->tbt_us_sum += (uint64_t)o->tbt_us;
+        m->tbt_count++;
+        m->tbt_hist[reg_bucket(reg_tbt_bounds, o->tbt_us)]++;
     }
 }
 
@@ -122,11 +138,17 @@ void reg_record_response(struct registry *r, struct backend *b, const struct reg
     atomic_fetch_add(&st->status[x->status / 100], 1);
     atomic_fetch_add(&st->bytes_out, x->bytes);
     atomic_fetch_add(&st->lat_sum_us, (uint64_t)x->dur_us);
+    atomic_fetch_add(&st->lat_count[reg_bucket(reg_lat_bounds, x->dur_us)], 1);
     atomic_fetch_add(&st->ttfb_sum_us, (uint64_t)x->ttfb_us);
-    unsigned k = 0;
-    while (k < REG_LAT_BUCKETS && (double)x->dur_us / 1e6 > reg_lat_bounds[k])
-        k++;
-    atomic_fetch_add(&st->lat_count[k], 1);
+    atomic_fetch_add(&st->ttfb_count[reg_bucket(reg_lat_bounds, x->ttfb_us)], 1);
+    if (x->ttft_us > 0) {
+        atomic_fetch_add(&st->ttft_sum_us, (uint64_t)x->ttft_us);
+        atomic_fetch_add(&st->ttft_count[reg_bucket(reg_lat_bounds, x->ttft_us)], 1);
+    }
+    if (x->tbt_us > 0) {
+        atomic_fetch_add(&st->tbt_sum_us, (uint64_t)x->tbt_us);
+        atomic_fetch_add(&st->tbt_count[reg_bucket(reg_tbt_bounds, x->tbt_us)], 1);
+    }
     if (x->sse_events > 0)
         atomic_fetch_add(&st->events, x->sse_events);
 }
@@ -158,10 +180,7 @@ static uint64_t be_inflight(const struct backend *b, int64_t now)
     return atomic_load(&b->inflight);
 }
 static double be_ttft(const struct backend *b) { return b->ewma_ttft_us / 1e6; }
-static double be_ttfb_sum(const struct backend *b)
-{
-    return (double)atomic_load(&b->stats.ttfb_sum_us) / 1e6;
-}
+static double be_tbt(const struct backend *b) { return b->ewma_tbt_us / 1e6; }
 
 #define STAT(field) offsetof(struct backend_stats, field)
 
@@ -182,14 +201,15 @@ static const struct backend_family be_counters[] = {
     {{"llamalb_backend_events_total", "Streamed events relayed (about one per token).",
       METRIC_COUNTER}, NULL, NULL, STAT(events)},
 };
-static const struct backend_family be_ttft_family = {
-    {"llamalb_backend_ttft_seconds",
-     "Time to first token (first body bytes) measured here, EWMA.", METRIC_GAUGE},
-    NULL, be_ttft, 0};
-static const struct backend_family be_ttfb_family = {
-    {"llamalb_backend_ttfb_seconds_sum", "Sum of times to the first response byte.",
-     METRIC_COUNTER},
-    NULL, be_ttfb_sum, 0};
+/* The live speeds the `least` policy weighs backends by. */
+static const struct backend_family be_ewma[] = {
+    {{"llamalb_backend_ttft_ewma_seconds",
+      "Time to first token (first body bytes), moving average used by the policy.",
+      METRIC_GAUGE}, NULL, be_ttft, 0},
+    {{"llamalb_backend_tbt_ewma_seconds",
+      "Time between tokens of streams, moving average used by the policy.", METRIC_GAUGE},
+     NULL, be_tbt, 0},
+};
 
 static void backend_families(struct registry *r, struct buf *out, const struct backend_family *f,
                              size_t n, int64_t now)
@@ -224,20 +244,40 @@ static void backend_requests(struct registry *r, struct buf *out)
         }
 }
 
-static void backend_durations(struct registry *r, struct buf *out)
+/* The histograms of struct backend_stats, each a count array and a sum
+ * of microseconds at these offsets. */
+static void backend_histograms(struct registry *r, struct buf *out)
 {
-    static const struct metric_family f = {
-        "llamalb_backend_request_duration_seconds",
-        "Request duration, first request byte to last response byte.", METRIC_HISTOGRAM};
-    metric_head(out, &f);
-    for (unsigned i = 0; i < r->n; i++) {
-        const struct backend *b = r->v[i];
-        uint64_t count[REG_LAT_BUCKETS + 1];
-        for (unsigned k = 0; k <= REG_LAT_BUCKETS; k++)
-            count[k] = atomic_load(&b->stats.lat_count[k]);
-        struct metric_label l = {"backend", b->spec.name};
-        metric_histogram(out, f.name, &l, 1, reg_lat_bounds, REG_LAT_BUCKETS, count,
-                         (double)atomic_load(&b->stats.lat_sum_us) / 1e6);
+    static const struct {
+        struct metric_family f;
+        const double *bounds;
+        size_t count, sum;
+    } h[] = {
+        {{"llamalb_backend_request_duration_seconds",
+          "Request duration, first request byte to last response byte.", METRIC_HISTOGRAM},
+         reg_lat_bounds, STAT(lat_count), STAT(lat_sum_us)},
+        {{"llamalb_backend_ttfb_seconds", "Time to the first response byte.",
+          METRIC_HISTOGRAM}, reg_lat_bounds, STAT(ttfb_count), STAT(ttfb_sum_us)},
+        {{"llamalb_backend_ttft_seconds",
+          "Time to first token: request sent to the first body bytes.", METRIC_HISTOGRAM},
+         reg_lat_bounds, STAT(ttft_count), STAT(ttft_sum_us)},
+        {{"llamalb_backend_tbt_seconds",
+          "Time between tokens: a stream's mean gap between body reads.", METRIC_HISTOGRAM},
+         reg_tbt_bounds, STAT(tbt_count), STAT(tbt_sum_us)},
+    };
+    for (size_t k = 0; k < ARRAY_SIZE(h); k++) {
+        metric_head(out, &h[k].f);
+        for (unsigned i = 0; i < r->n; i++) {
+            const char *st = (const char *)&r->v[i]->stats;
+            const atomic_uint_fast64_t *c = (const atomic_uint_fast64_t *)(st + h[k].count);
+            uint64_t count[REG_LAT_BUCKETS + 1];
+            for (unsigned j = 0; j <= REG_LAT_BUCKETS; j++)
+                count[j] = atomic_load(&c[j]);
+            uint64_t sum = atomic_load((const atomic_uint_fast64_t *)(st + h[k].sum));
+            struct metric_label l = {"backend", r->v[i]->spec.name};
+            metric_histogram(out, h[k].f.name, &l, 1, h[k].bounds, REG_LAT_BUCKETS, count,
+                             (double)sum / 1e6);
+        }
     }
 }
 
@@ -273,20 +313,15 @@ static double mo_queued(struct registry *r, const struct model_stats *m)
     UNUSED(r);
     return (double)m->queued;
 }
-static double mo_queue_wait(struct registry *r, const struct model_stats *m)
+static double mo_prompt_tokens(struct registry *r, const struct model_stats *m)
 {
     UNUSED(r);
-    return (double)m->queue_wait_us / 1e6;
+    return (double)m->prompt_tokens;
 }
-static double mo_ttft_sum(struct registry *r, const struct model_stats *m)
+static double mo_completion_tokens(struct registry *r, const struct model_stats *m)
 {
     UNUSED(r);
-    return (double)m->ttft_us_sum / 1e6;
-}
-static double mo_ttft_count(struct registry *r, const struct model_stats *m)
-{
-    UNUSED(r);
-    return (double)m->ttft_count;
+    return (double)m->completion_tokens;
 }
 static double mo_events(struct registry *r, const struct model_stats *m)
 {
@@ -310,15 +345,15 @@ static void model_families(struct registry *r, struct buf *out)
          mo_inflight},
         {{"llamalb_model_queued_total", "Requests that waited for a backend.", METRIC_COUNTER},
          mo_queued},
-        {{"llamalb_model_queue_wait_seconds_sum", "Time spent waiting for a backend.",
-          METRIC_COUNTER}, mo_queue_wait},
         {{"llamalb_model_queue_length", "Requests waiting now.", METRIC_GAUGE}, mo_waiting},
-        {{"llamalb_model_ttft_seconds_sum", "Sum of times to first token.", METRIC_COUNTER},
-         mo_ttft_sum},
-        {{"llamalb_model_ttft_seconds_count", "Responses with a first token.", METRIC_COUNTER},
-         mo_ttft_count},
         {{"llamalb_model_events_total", "Streamed events (about one per token).",
           METRIC_COUNTER}, mo_events},
+        {{"llamalb_model_prompt_tokens_total",
+          "Prompt tokens of answers (their usage; 0 where none came).", METRIC_COUNTER},
+         mo_prompt_tokens},
+        {{"llamalb_model_completion_tokens_total",
+          "Completion tokens of answers (their usage, else the stream's events).",
+          METRIC_COUNTER}, mo_completion_tokens},
     };
     for (size_t k = 0; k < ARRAY_SIZE(mm); k++) {
         metric_head(out, &mm[k].f);
@@ -329,6 +364,32 @@ static void model_families(struct registry *r, struct buf *out)
             metric_f64(out, mm[k].f.name, NULL, &l, 1, METRIC_SHORT, mm[k].get(r, m));
         }
     }
+    static const struct {
+        struct metric_family f;
+        const double *bounds;
+        size_t hist, sum;
+    } mh[] = {
+        {{"llamalb_model_queue_wait_seconds", "Time requests waited for a backend.",
+          METRIC_HISTOGRAM}, reg_lat_bounds, offsetof(struct model_stats, queue_wait_hist),
+         offsetof(struct model_stats, queue_wait_us)},
+        {{"llamalb_model_ttft_seconds", "Time to first token: request sent to the first body "
+          "bytes.", METRIC_HISTOGRAM}, reg_lat_bounds, offsetof(struct model_stats, ttft_hist),
+         offsetof(struct model_stats, ttft_us_sum)},
+        {{"llamalb_model_tbt_seconds", "Time between tokens: a stream's mean gap between "
+          "body reads.", METRIC_HISTOGRAM}, reg_tbt_bounds,
+         offsetof(struct model_stats, tbt_hist), offsetof(struct model_stats, tbt_us_sum)},
+    };
+    for (size_t k = 0; k < ARRAY_SIZE(mh); k++) {
+        metric_head(out, &mh[k].f);
+        unsigned nms = atomic_load_explicit(&r->nmodel_stats, memory_order_acquire);
+        for (unsigned i = 0; i < nms; i++) {
+            const char *m = (const char *)&r->models[i];
+            struct metric_label l = {"model", r->models[i].name};
+            metric_histogram(out, mh[k].f.name, &l, 1, mh[k].bounds, REG_LAT_BUCKETS,
+                             (const uint64_t *)(m + mh[k].hist),
+                             (double)*(const uint64_t *)(m + mh[k].sum) / 1e6);
+        }
+    }
 }
 
 void reg_dump_metrics(struct registry *r, struct buf *out, int64_t now_ms)
@@ -337,10 +398,9 @@ void reg_dump_metrics(struct registry *r, struct buf *out, int64_t now_ms)
     backend_families(r, out, be_gauges, ARRAY_SIZE(be_gauges), now_ms);
     backend_requests(r, out);
     backend_families(r, out, be_counters, ARRAY_SIZE(be_counters), now_ms);
-    backend_durations(r, out);
-    backend_families(r, out, &be_ttft_family, 1, now_ms);
+    backend_histograms(r, out);
+    backend_families(r, out, be_ewma, ARRAY_SIZE(be_ewma), now_ms);
     model_families(r, out);
-    backend_families(r, out, &be_ttfb_family, 1, now_ms);
     pthread_mutex_unlock(&r->lock);
 }
 

@@ -97,9 +97,16 @@ struct backend_pool {
     unsigned nidle;
 };
 
-/* Latency histogram bucket bounds (seconds) for /metrics. */
+/* Histogram bucket bounds (seconds) for /metrics and the status page:
+ * latencies (durations, first byte, first token, queue wait) and the much
+ * shorter times between tokens. Both have REG_LAT_BUCKETS bounds, so a
+ * histogram is REG_LAT_BUCKETS + 1 counts, the last one +Inf. */
 #define REG_LAT_BUCKETS 12
 extern const double reg_lat_bounds[REG_LAT_BUCKETS];
+extern const double reg_tbt_bounds[REG_LAT_BUCKETS];
+/* The bucket <us> microseconds fall in: the first bound >= it, or
+ * REG_LAT_BUCKETS (+Inf). */
+unsigned reg_bucket(const double *bounds, int64_t us);
 
 struct backend_stats {
     atomic_uint_fast64_t requests;   /* responses relayed (any status) */
@@ -109,7 +116,12 @@ struct backend_stats {
     atomic_uint_fast64_t bytes_out;  /* response bytes relayed to clients */
     atomic_uint_fast64_t lat_count[REG_LAT_BUCKETS + 1]; /* duration histogram, last = +Inf */
     atomic_uint_fast64_t lat_sum_us;
+    atomic_uint_fast64_t ttfb_count[REG_LAT_BUCKETS + 1]; /* first response byte */
     atomic_uint_fast64_t ttfb_sum_us;
+    atomic_uint_fast64_t ttft_count[REG_LAT_BUCKETS + 1]; /* first body byte (token) */
+    atomic_uint_fast64_t ttft_sum_us;
+    atomic_uint_fast64_t tbt_count[REG_LAT_BUCKETS + 1];  /* by reg_tbt_bounds: a */
+    atomic_uint_fast64_t tbt_sum_us;                      /* stream's mean gap */
     atomic_uint_fast64_t ejections;
     atomic_uint_fast64_t events;     /* SSE events relayed (tokens, roughly) */
 };
@@ -189,6 +201,8 @@ struct reg_outcome {
     int64_t tbt_us;             /* mean gap between events, 0 = not a stream */
     unsigned events;            /* body reads (timing) */
     unsigned sse_events;        /* SSE events relayed (tokens streamed) */
+    uint64_t prompt_tokens;     /* the answer's usage (or the event count), per model */
+    uint64_t completion_tokens;
     const char *model;          /* requested model for per-model metrics, NULL = none */
     bool counted;               /* a finished request (not a give-back of an unused slot) */
 };
@@ -204,8 +218,11 @@ struct model_stats {
     atomic_uint_fast64_t requests;   /* lock-free */
     atomic_uint inflight;            /* lock-free */
     uint64_t errors, events, queued; /* registry lock */
-    uint64_t ttft_us_sum, ttft_count, queue_wait_us;
-    uint64_t ttft_hist[REG_LAT_BUCKETS + 1]; /* by reg_lat_bounds, last = +Inf (status page) */
+    uint64_t prompt_tokens, completion_tokens;
+    uint64_t ttft_us_sum, ttft_count, tbt_us_sum, tbt_count, queue_wait_us;
+    uint64_t ttft_hist[REG_LAT_BUCKETS + 1];  /* by reg_lat_bounds, last = +Inf */
+    uint64_t tbt_hist[REG_LAT_BUCKETS + 1];   /* by reg_tbt_bounds */
+    uint64_t queue_wait_hist[REG_LAT_BUCKETS + 1]; /* by reg_lat_bounds */
 };
 
 struct reg_index;
@@ -233,6 +250,7 @@ struct registry {
     uint64_t rng;
     atomic_uint_fast64_t queued_total, queue_timeouts, queue_rejects;
     atomic_uint_fast64_t queue_wait_us;
+    uint64_t queue_wait_hist[REG_LAT_BUCKETS + 1]; /* by reg_lat_bounds; registry lock */
     struct model_stats models[REG_MAX_MODEL_STATS];
     atomic_uint nmodel_stats;  /* slots published (written under the lock) */
     struct reg_index *ix;      /* pick index (reg_pick.c), rebuilt when <version> moves */
@@ -346,10 +364,13 @@ struct reg_response {
     uint64_t bytes;         /* response bytes relayed to the client */
     int64_t dur_us;         /* first request byte to last response byte */
     int64_t ttfb_us;        /* to the first response byte */
+    int64_t ttft_us;        /* request sent to the first body byte; 0 = none */
+    int64_t tbt_us;         /* a stream's mean gap between body reads; 0 = not one */
     unsigned sse_events;    /* SSE events relayed */
 };
 /* Counts <x> in <b>'s statistics: requests, status class, bytes,
- * duration histogram and sum, time to first byte, events. Atomics only
+ * histograms of duration, time to first byte, first token and between
+ * tokens, events. Atomics only
  * (no lock); call it once per relayed response, before reg_release. */
 void reg_record_response(struct registry *r, struct backend *b, const struct reg_response *x);
 

@@ -149,8 +149,19 @@ static void finish_response(struct conn *c)
     bool failed = c->status >= 500;
 
     read_usage(c->x);
+    struct reg_outcome o = {.failed = failed, .model = c->x->model, .counted = true,
+                            .sse_events = c->x->sse_events,
+                            .prompt_tokens = c->x->prompt_tokens,
+                            .completion_tokens = c->x->completion_tokens};
+    if (c->x->t_sent_us != 0 && c->x->t_first_us >= c->x->t_sent_us) {
+        o.ttft_us = c->x->t_first_us - c->x->t_sent_us;
+        o.events = c->x->events;
+        if (c->x->events > 1)
+            o.tbt_us = (c->x->t_last_us - c->x->t_first_us) / (c->x->events - 1);
+    }
     struct reg_response rr = {.status = c->status, .bytes = c->x->bytes_out, .dur_us = dur_us,
-                              .ttfb_us = c->x->ttfb_us, .sse_events = c->x->sse_events};
+                              .ttfb_us = c->x->ttfb_us, .ttft_us = o.ttft_us,
+                              .tbt_us = o.tbt_us, .sse_events = c->x->sse_events};
     reg_record_response(&s->reg, b, &rr);
     atomic_fetch_add(&s->stats.responses[c->status / 100], 1);
     worker_log_access(c, b->spec.name);
@@ -159,14 +170,6 @@ static void finish_response(struct conn *c)
     c->x->up = NULL;
     u->c = NULL;
     up_release(u, c->x->up_reusable && u->in.len == 0 && !atomic_load(&s->draining));
-    struct reg_outcome o = {.failed = failed, .model = c->x->model, .counted = true};
-    if (c->x->t_sent_us != 0 && c->x->t_first_us >= c->x->t_sent_us) {
-        o.ttft_us = c->x->t_first_us - c->x->t_sent_us;
-        o.events = c->x->events;
-        if (c->x->events > 1)
-            o.tbt_us = (c->x->t_last_us - c->x->t_first_us) / (c->x->events - 1);
-    }
-    o.sse_events = c->x->sse_events;
     reg_release(&s->reg, b, &o, conn_now(c));
     backend_unref(b);
     c->x->be = NULL;

@@ -112,19 +112,24 @@ static void test_queue_metrics(void)
                  "# TYPE llamalb_queue_length gauge\nllamalb_queue_length 0\n"
                  "# HELP llamalb_queued_total Requests that had to wait for a free backend.\n"
                  "# TYPE llamalb_queued_total counter\nllamalb_queued_total 2\n"
-                 "# HELP llamalb_queue_wait_seconds_sum Time queued requests waited.\n"
-                 "# TYPE llamalb_queue_wait_seconds_sum counter\n"
-                 "llamalb_queue_wait_seconds_sum 0.250000\n"
                  "# HELP llamalb_queue_rejected_total Requests refused: queue full.\n"
                  "# TYPE llamalb_queue_rejected_total counter\nllamalb_queue_rejected_total 1\n"
                  "# HELP llamalb_queue_timeouts_total Requests that waited too long.\n"
                  "# TYPE llamalb_queue_timeouts_total counter\nllamalb_queue_timeouts_total 1\n"
-                 "# HELP llamalb_backend_up ") == m,
+                 "# HELP llamalb_queue_wait_seconds Time queued requests waited for a backend.\n"
+                 "# TYPE llamalb_queue_wait_seconds histogram\n") == m,
        "the queue families come first, then the backends'");
     if (strncmp(m, "# HELP llamalb_queue_length", 27) != 0)
         note("%s", m);
+    ok(strstr(m, "llamalb_queue_wait_seconds_bucket{le=\"0.1\"} 0\n"
+                 "llamalb_queue_wait_seconds_bucket{le=\"0.25\"} 1\n") != NULL &&
+           strstr(m, "llamalb_queue_wait_seconds_sum 0.250000\n"
+                     "llamalb_queue_wait_seconds_count 1\n"
+                     "# HELP llamalb_backend_up ") != NULL,
+       "the wait, a histogram, then the backends' families");
     ok(strstr(m, "llamalb_model_queued_total{model=\"(none)\"} 1\n") != NULL &&
-           strstr(m, "llamalb_model_queue_wait_seconds_sum{model=\"(none)\"} 0.25\n") != NULL,
+           strstr(m, "llamalb_model_queue_wait_seconds_bucket{model=\"(none)\",le=\"0.25\"} 1\n") != NULL &&
+           strstr(m, "llamalb_model_queue_wait_seconds_sum{model=\"(none)\"} 0.250000\n") != NULL,
        "the hand-off is counted for its model");
     buf_free(&out);
     done_with(&r, w.assigned);
