@@ -15,8 +15,18 @@ and an ideal central-queue dispatcher simulated on the same arrivals (every
 request goes, in arrival order, to the free server that finishes it first),
 the limit no real dispatcher beats.
 
-Usage: bench/llm_sched.py [--seconds S] [--loads 0.6,0.8] [--systems ...] [--json OUT]
-Prints a table; ratios are against HAProxy in the same run."""
+Replica systems (README.md, "Replicas"): llamalb-least-2r / -3r run 2 or 3
+replicas, one active and the others started with --follow; the -indep ones
+run as many replicas that each schedule alone (no --follow, the setup before
+replicas scheduled as one). Clients spread their requests round-robin over
+the replicas. --hop N measures what the forwarding hop adds to a small
+request: N requests on a keep-alive connection to the active directly and N
+through a follower, interleaved, in the same run.
+
+Usage: bench/llm_sched.py [--seconds S] [--loads 0.6,0.8] [--systems ...] [--hop N]
+                          [--json OUT]
+Prints a table; ratios are against HAProxy and against one llamalb replica
+in the same run."""
 import argparse
 import asyncio
 import json
@@ -132,10 +142,13 @@ async def one_request(host, port, t_sched, t0, out):
         out.append((False, time.monotonic() - start_t, 0.0))
 
 
-async def run_load(host, port, arrivals):
+async def run_load(targets, arrivals):
+    """<targets>: "HOST:PORT" strings, taken round-robin by arrival."""
     out = []
     t0 = time.monotonic() + 0.2
-    await asyncio.gather(*(one_request(host, port, t, t0, out) for t in arrivals))
+    hp = [(a.rsplit(":", 1)[0], int(a.rsplit(":", 1)[1])) for a in targets]
+    await asyncio.gather(*(one_request(*hp[i % len(hp)], t, t0, out)
+                           for i, t in enumerate(arrivals)))
     return out
 
 
@@ -202,16 +215,26 @@ def start_sims(procs):
     return addrs
 
 
-def start_llamalb(policy, addrs, procs, cap=1):
+def start_llamalb(policy, addrs, procs, cap=1, follow=None):
     argv = [os.path.join(BUILD, "llamalb"), "--listen", "127.0.0.1:0", "--admin-listen",
             "127.0.0.1:0", "--workers", "1", "--policy", policy, "--access-log", "off",
             "--health-interval", "0", "--log-level", "warn", "--queue-timeout", "60s",
             "--drain-delay", "0"]
     for (name, _, _, _), a in zip(BACKENDS, addrs):
         argv += ["--backend", "%s=%s,weight=1,max-inflight=%d" % (name, a, cap)]
+    if follow:
+        argv += ["--follow", follow]
     p, a, _ = start(argv, want_admin=True)
     procs.append(p)
     return a
+
+
+def start_replicas(n, follow, addrs, procs):
+    """n llamalb-least replicas: the first active, the others following it
+    (<follow>) or each scheduling alone."""
+    first = start_llamalb("least", addrs, procs)
+    return [first] + [start_llamalb("least", addrs, procs, follow=first if follow else None)
+                      for _ in range(n - 1)]
 
 
 def start_haproxy(addrs, procs, tmp):
@@ -292,8 +315,13 @@ def served(addrs):
 def measure(system, addrs, arrivals, tmp):
     procs = []
     try:
+        targets = None
         if system == "llamalb-least":
             a = start_llamalb("least", addrs, procs)
+        elif system.startswith("llamalb-least-") and system[14] in "23":
+            # llamalb-least-2r, -3r (one active, followers), -2r-indep, -3r-indep
+            targets = start_replicas(int(system[14]), not system.endswith("-indep"), addrs,
+                                     procs)
         elif system == "llamalb-random":
             a = start_llamalb("random", addrs, procs)
         elif system == "demo-random":
@@ -308,11 +336,12 @@ def measure(system, addrs, arrivals, tmp):
             a = start_nginx("random", addrs, procs, tmp)
         else:
             raise ValueError(system)
-        host, port = a.rsplit(":", 1)
-        # Warm up: a few requests so llamalb has measured every backend once.
-        asyncio.run(run_load(host, int(port), [i * 0.2 for i in range(8)]))
+        targets = targets or [a]
+        # Warm up: a few requests so llamalb has measured every backend once
+        # (on every replica).
+        asyncio.run(run_load(targets, [i * 0.2 for i in range(8 * len(targets))]))
         before = served(addrs)
-        res = summarize(asyncio.run(run_load(host, int(port), arrivals)))
+        res = summarize(asyncio.run(run_load(targets, arrivals)))
         res["split"] = [b - a for a, b in zip(before, served(addrs))]
         return res
     finally:
@@ -327,6 +356,8 @@ def main():
     ap.add_argument("--seed", type=int, default=2026)
     ap.add_argument("--systems", default="llamalb-least,llamalb-random,demo-random,"
                                          "haproxy-leastconn,nginx-least_conn,nginx-random")
+    ap.add_argument("--hop", type=int, default=0,
+                    help="also measure the forwarding hop with N requests each way")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     systems = args.systems.split(",")
@@ -347,6 +378,8 @@ def main():
                     continue
                 table[load][s] = measure(s, addrs, arr, tmp)
             print_table(load, len(arr), table[load])
+        if args.hop:
+            table["hop"] = hop_cost(args.hop, procs)
     finally:
         for p in procs:
             stop(p)
@@ -356,18 +389,67 @@ def main():
             json.dump({str(k): v for k, v in table.items()}, f, indent=1)
 
 
+def hop_cost(n, procs):
+    """What the forwarding hop adds: a small non-streamed chat request to an
+    instant sim, on one keep-alive connection to the active and one to a
+    follower of it, alternating, n each. Prints p50/p90/p99 of both and the
+    difference; the client's own cost is the same on both sides."""
+    import http.client
+    sim, sa, _ = start([os.path.join(BUILD, "llamalb-sim"), "--listen", "127.0.0.1:0",
+                        "--model-name", "m", "--slots", "4", "--completion-tokens", "4",
+                        "--log-level", "error"])
+    procs.append(sim)
+    argv = [os.path.join(BUILD, "llamalb"), "--listen", "127.0.0.1:0", "--admin-listen",
+            "127.0.0.1:0", "--workers", "1", "--access-log", "off", "--health-interval", "0",
+            "--log-level", "warn", "--drain-delay", "0", "--backend", "s=%s" % sa]
+    act, aa, _ = start(argv, want_admin=True)
+    procs.append(act)
+    fol, fa, _ = start(argv + ["--follow", aa], want_admin=True)
+    procs.append(fol)
+    body = json.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}]})
+    conns = {k: http.client.HTTPConnection(*(a.rsplit(":", 1))) for k, a in
+             (("direct", aa), ("follower", fa))}
+    lat = {"direct": [], "follower": []}
+    for i in range(n + 50):
+        for k in (("direct", "follower") if i % 2 else ("follower", "direct")):
+            t = time.perf_counter()
+            conns[k].request("POST", "/v1/chat/completions", body,
+                             {"Content-Type": "application/json"})
+            r = conns[k].getresponse()
+            r.read()
+            if r.status != 200:
+                raise RuntimeError("hop: %s answered %d" % (k, r.status))
+            if i >= 50:  # the first 50 warm the pools
+                lat[k].append(time.perf_counter() - t)
+    res = {k: {"p50": pct(v, 50), "p90": pct(v, 90), "p99": pct(v, 99)} for k, v in lat.items()}
+    print("\nforwarding hop: %d small requests each way, keep-alive, interleaved" % n)
+    print("%-10s %9s %9s %9s" % ("path", "p50 ms", "p90 ms", "p99 ms"))
+    for k in ("direct", "follower"):
+        print("%-10s %9.3f %9.3f %9.3f" % (k, res[k]["p50"] * 1000, res[k]["p90"] * 1000,
+                                           res[k]["p99"] * 1000))
+    res["added_p50_ms"] = (res["follower"]["p50"] - res["direct"]["p50"]) * 1000
+    print("hop adds %.3f ms at p50 (target < 0.2 ms)" % res["added_p50_ms"])
+    for p in (fol, act, sim):
+        stop(p)
+    return res
+
+
 def print_table(load, n, rows):
     base = rows.get("haproxy-leastconn")
+    one = rows.get("llamalb-least")
     print("\nload %.0f%% (%d requests, same arrivals for every system)" % (load * 100, n))
-    print("%-20s %6s %8s %8s %9s %9s %9s %9s  %s" % ("system", "errors", "p50 ms", "p99 ms",
-                                                     "ttft p50", "ttft p99", "p50/HAP", "p99/HAP",
-                                                     "served by " + "/".join(b[0] for b in BACKENDS)))
+    print("%-24s %6s %8s %8s %9s %9s %8s %8s %8s %8s  %s" % (
+        "system", "errors", "p50 ms", "p99 ms", "ttft p50", "ttft p99", "p50/HAP", "p99/HAP",
+        "p50/1r", "p99/1r", "served by " + "/".join(b[0] for b in BACKENDS)))
     for name, r in rows.items():
         rp50 = r["p50"] / base["p50"] if base else float("nan")
         rp99 = r["p99"] / base["p99"] if base else float("nan")
-        print("%-20s %6d %8.1f %8.1f %9.1f %9.1f %9.2f %9.2f  %s" % (
+        op50 = r["p50"] / one["p50"] if one else float("nan")
+        op99 = r["p99"] / one["p99"] if one else float("nan")
+        print("%-24s %6d %8.1f %8.1f %9.1f %9.1f %8.2f %8.2f %8.2f %8.2f  %s" % (
             name, r["errors"], r["p50"] * 1000, r["p99"] * 1000, r["ttft_p50"] * 1000,
-            r["ttft_p99"] * 1000, rp50, rp99, "/".join(str(x) for x in r.get("split", []))))
+            r["ttft_p99"] * 1000, rp50, rp99, op50, op99,
+            "/".join(str(x) for x in r.get("split", []))))
     sys.stdout.flush()
 
 
