@@ -101,6 +101,9 @@ wd = find("watcher.yaml", "Deployment", "llamalb-watcher")
 wargs = container(wd)["args"]
 ok("--mode=endpoints" in wargs and "--lb-service=default/llamalb" in wargs,
    "watcher: --mode endpoints --lb-service default/llamalb")
+public_port = next(a.split(":")[-1] for a in container(lbd)["args"] if a.startswith("--listen="))
+ok("--follow-port=%s" % public_port in wargs,
+   "watcher: --follow-port is the balancers' public port (%s): replicas schedule as one" % public_port)
 role = find("watcher.yaml", "ClusterRole", "llamalb-watcher")
 is_(sorted((r["apiGroups"][0], r["resources"][0], tuple(r["verbs"])) for r in role["rules"]),
     [("", "services", ("list", "watch")),
