@@ -137,16 +137,26 @@ void key_ratelimit_headers(struct key_usage_table *t, const struct api_key *key,
     uint64_t tok = last_minute(key->use->tok_prev, key->use->tok_cur, now_ms);
     pthread_mutex_unlock(&t->lock);
     unsigned reset = seconds_left(now_ms);
-    if (key->rpm != 0)
-        buf_printf(out,
-                   "x-ratelimit-limit-requests: %u\r\nx-ratelimit-remaining-requests: %llu\r\n"
-                   "x-ratelimit-reset-requests: %us\r\n",
-                   key->rpm, (unsigned long long)(req >= key->rpm ? 0 : key->rpm - req), reset);
-    if (key->tpm != 0)
-        buf_printf(out,
-                   "x-ratelimit-limit-tokens: %u\r\nx-ratelimit-remaining-tokens: %llu\r\n"
-                   "x-ratelimit-reset-tokens: %us\r\n",
-                   key->tpm, (unsigned long long)(tok >= key->tpm ? 0 : key->tpm - tok), reset);
+    /* Appended piece by piece: on every answer of a key with limits, where
+     * printf's format parsing would be the dearest part. */
+    if (key->rpm != 0) {
+        buf_append_lit(out, "x-ratelimit-limit-requests: ");
+        buf_append_u64(out, key->rpm);
+        buf_append_lit(out, "\r\nx-ratelimit-remaining-requests: ");
+        buf_append_u64(out, req >= key->rpm ? 0 : key->rpm - req);
+        buf_append_lit(out, "\r\nx-ratelimit-reset-requests: ");
+        buf_append_u64(out, reset);
+        buf_append_lit(out, "s\r\n");
+    }
+    if (key->tpm != 0) {
+        buf_append_lit(out, "x-ratelimit-limit-tokens: ");
+        buf_append_u64(out, key->tpm);
+        buf_append_lit(out, "\r\nx-ratelimit-remaining-tokens: ");
+        buf_append_u64(out, tok >= key->tpm ? 0 : key->tpm - tok);
+        buf_append_lit(out, "\r\nx-ratelimit-reset-tokens: ");
+        buf_append_u64(out, reset);
+        buf_append_lit(out, "s\r\n");
+    }
 }
 
 /* ---------------------------------------------------------------- keyring */

@@ -176,6 +176,7 @@ static bool admit_key(struct conn *c)
     struct buf h = {0}, b = {0};
     buf_printf(&h, "Retry-After: %u\r\n", retry);
     key_ratelimit_headers(&s->key_use, x->key, conn_now(c), &h);
+    buf_append(&h, "", 1); /* conn_respond takes the headers as a C string */
     buf_append_str(&b, "{\"error\":{\"message\":");
     json_append_str(&b, why[v], strlen(why[v]));
     buf_append_str(&b, ",\"type\":\"requests\",\"param\":null,\"code\":\"rate_limit_exceeded\"}}");
