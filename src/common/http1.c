@@ -708,7 +708,8 @@ enum http1_chunk_rc http1_chunked_decode(struct http1_chunked *d, const char *bu
     return HTTP1_CHUNK_MORE;
 }
 
-/* The reason phrase the balancer writes for <status> (RFC 9110 §15). */const char *http1_reason(int status)
+/* The reason phrase the balancer writes for <status> (RFC 9110 §15). */
+const char *http1_reason(int status)
 {
     switch (status) {
     case 100: return "Continue";

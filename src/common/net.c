@@ -135,3 +135,17 @@ bool net_addr_is_loopback(const struct net_addr *a)
     return false;
 }
 
+bool net_addr_reaches(const struct net_addr *a, const struct net_addr *listener)
+{
+    const struct net_addr *l = listener;
+    if (net_addr_equal(a, l))
+        return true;
+    if (net_addr_port(a) != net_addr_port(l) || !net_addr_is_loopback(a))
+        return false;
+    if (l->ss.ss_family == AF_INET)
+        return ((const struct sockaddr_in *)&l->ss)->sin_addr.s_addr == htonl(INADDR_ANY);
+    if (l->ss.ss_family == AF_INET6)
+        return IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)&l->ss)->sin6_addr);
+    return false;
+}
+

@@ -34,6 +34,10 @@ void net_addr_host(const struct net_addr *a, char *out, size_t outlen);
 int net_addr_port(const struct net_addr *a);
 bool net_addr_equal(const struct net_addr *a, const struct net_addr *b);
 bool net_addr_is_loopback(const struct net_addr *a);
+/* True if a connection to <a> would reach a socket listening on <listener>:
+ * the same address, or a loopback address with its port when <listener> is
+ * the wildcard (0.0.0.0 or ::). */
+bool net_addr_reaches(const struct net_addr *a, const struct net_addr *listener);
 
 /* Creates a non-blocking listening socket bound to <a> (SO_REUSEADDR, and
  * SO_REUSEPORT when <reuseport>). Returns the fd or -errno with <err>. */

@@ -56,21 +56,6 @@ static bool authorized(struct conn *c)
     return util_ct_equal(given, strlen(given), tok, strlen(tok));
 }
 
-/* True if <a> reaches listener <l>: the same address, or the same port on a
- * loopback address when <l> listens on every address. */
-static bool own_listener(const struct net_addr *a, const struct net_addr *l)
-{
-    if (net_addr_equal(a, l))
-        return true;
-    if (net_addr_port(a) != net_addr_port(l) || !net_addr_is_loopback(a))
-        return false;
-    if (l->ss.ss_family == AF_INET)
-        return ((const struct sockaddr_in *)&l->ss)->sin_addr.s_addr == htonl(INADDR_ANY);
-    if (l->ss.ss_family == AF_INET6)
-        return IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)&l->ss)->sin6_addr);
-    return false;
-}
-
 /* The IPv4 address an IPv6 one stands for, if any: IPv4-mapped
  * (::ffff:a.b.c.d), IPv4-compatible (::a.b.c.d, deprecated but still routed
  * by some stacks) and NAT64 (64:ff9b::a.b.c.d). "::ffff:127.0.0.1" reaches
@@ -103,7 +88,7 @@ static const char *address_denied(struct conn *c, const struct net_addr *a)
         return address_denied(c, &v4);
     /* Before the allow list: --backend-allow 127.0.0.0/8 must not let a
      * registration point the balancer at itself (a request loop). */
-    if (own_listener(a, &s->listen_addr) || own_listener(a, &s->admin_addr))
+    if (net_addr_reaches(a, &s->listen_addr) || net_addr_reaches(a, &s->admin_addr))
         return "the balancer's own listeners are not allowed";
     if (cfg_allowed(&c->w->rt->cfg, a))
         return NULL;

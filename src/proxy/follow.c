@@ -58,21 +58,6 @@ static struct backend *target_new(struct server *s, const char *addr, const stru
     return b;
 }
 
-/* True if <a> is this replica's own public listener. */
-static bool own_listener(const struct server *s, const struct net_addr *a)
-{
-    const struct net_addr *l = &s->listen_addr;
-    if (net_addr_equal(a, l))
-        return true;
-    if (net_addr_port(a) != net_addr_port(l) || !net_addr_is_loopback(a))
-        return false;
-    if (l->ss.ss_family == AF_INET)
-        return ((const struct sockaddr_in *)&l->ss)->sin_addr.s_addr == htonl(INADDR_ANY);
-    if (l->ss.ss_family == AF_INET6)
-        return IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)&l->ss)->sin6_addr);
-    return false;
-}
-
 int follow_set(struct server *s, const char *addr, uint64_t generation, char *err)
 {
     struct follow *f = s->follow;
@@ -83,7 +68,7 @@ int follow_set(struct server *s, const char *addr, uint64_t generation, char *er
     if (addr != NULL) {
         if (net_parse_addr(addr, false, false, &na, err) != 0)
             return -EINVAL;
-        if (own_listener(s, &na))
+        if (net_addr_reaches(&na, &s->listen_addr))
             addr = NULL; /* told to follow itself: it is the active */
     }
     pthread_mutex_lock(&f->lock);

@@ -126,6 +126,27 @@ void key_refused(struct key_usage_table *t, struct key_usage *u)
     pthread_mutex_unlock(&t->lock);
 }
 
+/* "x-ratelimit-limit-<what>: N", "-remaining-", "-reset-": appended piece
+ * by piece, on every answer of a key with limits, where printf's format
+ * parsing would be the dearest part. */
+static void ratelimit_lines(struct buf *out, const char *what, size_t wlen, unsigned limit,
+                            uint64_t used, unsigned reset)
+{
+    buf_append_lit(out, "x-ratelimit-limit-");
+    buf_append(out, what, wlen);
+    buf_append_lit(out, ": ");
+    buf_append_u64(out, limit);
+    buf_append_lit(out, "\r\nx-ratelimit-remaining-");
+    buf_append(out, what, wlen);
+    buf_append_lit(out, ": ");
+    buf_append_u64(out, used >= limit ? 0 : limit - used);
+    buf_append_lit(out, "\r\nx-ratelimit-reset-");
+    buf_append(out, what, wlen);
+    buf_append_lit(out, ": ");
+    buf_append_u64(out, reset);
+    buf_append_lit(out, "s\r\n");
+}
+
 void key_ratelimit_headers(struct key_usage_table *t, const struct api_key *key, int64_t now_ms,
                            struct buf *out)
 {
@@ -137,26 +158,10 @@ void key_ratelimit_headers(struct key_usage_table *t, const struct api_key *key,
     uint64_t tok = last_minute(key->use->tok_prev, key->use->tok_cur, now_ms);
     pthread_mutex_unlock(&t->lock);
     unsigned reset = seconds_left(now_ms);
-    /* Appended piece by piece: on every answer of a key with limits, where
-     * printf's format parsing would be the dearest part. */
-    if (key->rpm != 0) {
-        buf_append_lit(out, "x-ratelimit-limit-requests: ");
-        buf_append_u64(out, key->rpm);
-        buf_append_lit(out, "\r\nx-ratelimit-remaining-requests: ");
-        buf_append_u64(out, req >= key->rpm ? 0 : key->rpm - req);
-        buf_append_lit(out, "\r\nx-ratelimit-reset-requests: ");
-        buf_append_u64(out, reset);
-        buf_append_lit(out, "s\r\n");
-    }
-    if (key->tpm != 0) {
-        buf_append_lit(out, "x-ratelimit-limit-tokens: ");
-        buf_append_u64(out, key->tpm);
-        buf_append_lit(out, "\r\nx-ratelimit-remaining-tokens: ");
-        buf_append_u64(out, tok >= key->tpm ? 0 : key->tpm - tok);
-        buf_append_lit(out, "\r\nx-ratelimit-reset-tokens: ");
-        buf_append_u64(out, reset);
-        buf_append_lit(out, "s\r\n");
-    }
+    if (key->rpm != 0)
+        ratelimit_lines(out, "requests", 8, key->rpm, req, reset);
+    if (key->tpm != 0)
+        ratelimit_lines(out, "tokens", 6, key->tpm, tok, reset);
 }
 
 /* ---------------------------------------------------------------- keyring */

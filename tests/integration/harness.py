@@ -521,6 +521,19 @@ def respond_ok(body=b'{"ok":true}', ctype="application/json", extra=""):
             (ctype, len(body), extra)).encode() + body
 
 
+def chat_completion(prompt_tokens, completion_tokens, **extra):
+    """A non-streaming chat.completion answer with its usage, as a backend
+    sends it; <extra> adds top-level members (a fake backend's report of
+    what it saw, say)."""
+    return json.dumps(dict({"id": "x", "object": "chat.completion", "model": "m",
+                            "choices": [{"index": 0, "message": {"role": "assistant",
+                                                                 "content": "hi"}}],
+                            "usage": {"prompt_tokens": prompt_tokens,
+                                      "completion_tokens": completion_tokens,
+                                      "total_tokens": prompt_tokens + completion_tokens}},
+                           **extra))
+
+
 def serve_loop(fn):
     """Makes a per-connection handler from fn(conn, req) -> bytes | None
     (None: close the connection). Requests are answered in order until EOF."""

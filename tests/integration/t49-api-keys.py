@@ -41,12 +41,7 @@ def handler(conn):
         if req.header("x-hold"):
             held.set()
             release.wait(20)
-        body = json.dumps({"id": "x", "object": "chat.completion", "model": "m",
-                           "choices": [{"index": 0, "message": {"role": "assistant",
-                                                                "content": "hi"}}],
-                           "usage": {"prompt_tokens": 10, "completion_tokens": 20,
-                                     "total_tokens": 30},
-                           "seen_auth": req.header("authorization")})
+        body = chat_completion(10, 20, seen_auth=req.header("authorization"))
         if not conn.send(respond_ok(body)):
             return
 

@@ -7,13 +7,13 @@ active checks and counts it: a key's limits count every request once,
 across the replicas that follow one active. When the active is down and
 the follower serves the request itself, the follower counts the key and
 strips it; no backend ever sees a client's key."""
-import json
 import os
 import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import FakeBackend, admin_request, deadline, done, is_, lb, ok, request, respond_ok  # noqa: E402
+from harness import (FakeBackend, admin_request, chat_completion, deadline, done, is_, lb,  # noqa: E402
+                     ok, request, respond_ok)
 
 deadline(60)
 GOOD = "sk-replica-team-0123456789"
@@ -25,12 +25,7 @@ def handler(conn):
         req = conn.recv_request(timeout=30)
         if req is None:
             return
-        body = json.dumps({"id": "x", "object": "chat.completion", "model": "m",
-                           "choices": [{"index": 0, "message": {"role": "assistant",
-                                                                "content": "hi"}}],
-                           "usage": {"prompt_tokens": 3, "completion_tokens": 5,
-                                     "total_tokens": 8},
-                           "seen_auth": req.header("authorization")})
+        body = chat_completion(3, 5, seen_auth=req.header("authorization"))
         if not conn.send(respond_ok(body)):
             return
 
