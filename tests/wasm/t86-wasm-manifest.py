@@ -59,7 +59,13 @@ ok(all(by["Deployment"]["spec"]["template"]["metadata"]["labels"].get(k) == v fo
 # The module accepts the manifest's arguments.
 w = wasmlib.find_wasmedge()
 if w is None or not os.path.exists(wasmlib.WASM):
-    wasmlib.skip_all("WasmEdge or build/llamalb.wasm missing: the -t check cannot run")
+    # The checks above ran; only the module's own -t check needs the runtime.
+    why = "WasmEdge or build/llamalb.wasm missing: the -t check cannot run"
+    ok(os.environ.get("CI") != "true", "%s (CI=true: the wasm tests must run)" % why
+       if os.environ.get("CI") == "true" else "# SKIP " + why)
+    sys.stderr.write("SKIP: %s\n" % why)
+    done()
+    sys.exit(0)
 argv = [a.replace("$(POD_IP)", "10.42.0.9") for a in args]
 run = wasmlib.runner("interp")
 r = subprocess.run(run + ["-t"] + argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
