@@ -120,12 +120,10 @@ void reg_model_outcome_locked(struct registry *r, const struct reg_outcome *o)
     m->completion_tokens += o->completion_tokens;
     if (o->ttft_us > 0) {
         m->ttft_us_sum += (uint64_t)o->ttft_us;
-        m->ttft_count++;
         m->ttft_hist[reg_bucket(reg_lat_bounds, o->ttft_us)]++;
     }
     if (o->tbt_us > 0) {
         m->tbt_us_sum += (uint64_t)o->tbt_us;
-        m->tbt_count++;
         m->tbt_hist[reg_bucket(reg_tbt_bounds, o->tbt_us)]++;
     }
 }

@@ -82,7 +82,9 @@ void reg_view(struct registry *r, int64_t now_ms, struct reg_view *v)
         o->errors = m->errors;
         o->events = m->events;
         o->queued = m->queued;
-        o->ttft_count = m->ttft_count;
+        o->ttft_count = 0;
+        for (unsigned k = 0; k <= REG_LAT_BUCKETS; k++)
+            o->ttft_count += m->ttft_hist[k];
         o->ttft_ms_sum = (double)m->ttft_us_sum / 1000.0;
         o->queue_wait_ms_sum = (double)m->queue_wait_us / 1000.0;
         memcpy(o->ttft_hist, m->ttft_hist, sizeof(o->ttft_hist));

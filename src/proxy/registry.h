@@ -219,8 +219,9 @@ struct model_stats {
     atomic_uint inflight;            /* lock-free */
     uint64_t errors, events, queued; /* registry lock */
     uint64_t prompt_tokens, completion_tokens;
-    uint64_t ttft_us_sum, ttft_count, tbt_us_sum, tbt_count, queue_wait_us;
-    uint64_t ttft_hist[REG_LAT_BUCKETS + 1];  /* by reg_lat_bounds, last = +Inf */
+    uint64_t ttft_us_sum, tbt_us_sum, queue_wait_us; /* each histogram's _sum */
+    uint64_t ttft_hist[REG_LAT_BUCKETS + 1];  /* by reg_lat_bounds, last = +Inf; the
+                                                 buckets add up to the count */
     uint64_t tbt_hist[REG_LAT_BUCKETS + 1];   /* by reg_tbt_bounds */
     uint64_t queue_wait_hist[REG_LAT_BUCKETS + 1]; /* by reg_lat_bounds */
 };

@@ -18,7 +18,8 @@ import tempfile
 import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import admin_request, chat, deadline, done, is_, lb, note, ok, sim, sse_events  # noqa: E402
+from harness import (admin_request, chat, deadline, done, is_, lb, note, ok, sim,  # noqa: E402
+                     sse_events, wait_for)
 
 deadline(90)
 KEY = "sk-metrics-0123456789abcd"
@@ -151,6 +152,25 @@ is_(val("llamalb_model_completion_tokens_total", model="m2"), float(usage["m2"][
     "model m2: completion tokens, from usage (plain) and events (streams) %s" % usage["m2"])
 is_(val("llamalb_key_completion_tokens_total", key="team-m"),
     float(usage["m1"][1] + usage["m2"][1]), "key team-m: every completion token")
+
+
+# ---- the upstream pool: every request is over, its connection pooled and idle
+def idle_and_opened():
+    t = admin_request(p, "GET", "/metrics").body.decode()
+    got = {}
+    for line in t.splitlines():
+        for name in ("llamalb_upstream_idle_connections", "llamalb_upstream_connects_total"):
+            if line.startswith(name + " "):
+                got[name] = float(line.split()[1])
+    return got
+
+
+pool = wait_for(lambda: (lambda g: g if g.get("llamalb_upstream_idle_connections", 0) >= 2
+                         else None)(idle_and_opened()), timeout=5)
+ok(pool is not None and
+   2 <= pool["llamalb_upstream_idle_connections"] <= pool["llamalb_upstream_connects_total"],
+   "idle upstream connections: at least one per backend, at most as many as were opened (%s)"
+   % pool)
 note("TTFT m1 sum %.3f s, TBT b sum %.4f s" % (val("llamalb_model_ttft_seconds_sum", model="m1"),
                                               val("llamalb_backend_tbt_seconds_sum", backend="b")))
 f.stop()
