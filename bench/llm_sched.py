@@ -32,6 +32,7 @@ import asyncio
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -215,11 +216,16 @@ def start_sims(procs):
     return addrs
 
 
+def llamalb_argv(*extra):
+    """One worker, no access log, no probes, no drain delay: what every
+    llamalb of this benchmark shares."""
+    return [os.path.join(BUILD, "llamalb"), "--listen", "127.0.0.1:0", "--admin-listen",
+            "127.0.0.1:0", "--workers", "1", "--access-log", "off", "--health-interval", "0",
+            "--log-level", "warn", "--drain-delay", "0"] + list(extra)
+
+
 def start_llamalb(policy, addrs, procs, cap=1, follow=None):
-    argv = [os.path.join(BUILD, "llamalb"), "--listen", "127.0.0.1:0", "--admin-listen",
-            "127.0.0.1:0", "--workers", "1", "--policy", policy, "--access-log", "off",
-            "--health-interval", "0", "--log-level", "warn", "--queue-timeout", "60s",
-            "--drain-delay", "0"]
+    argv = llamalb_argv("--policy", policy, "--queue-timeout", "60s")
     for (name, _, _, _), a in zip(BACKENDS, addrs):
         argv += ["--backend", "%s=%s,weight=1,max-inflight=%d" % (name, a, cap)]
     if follow:
@@ -316,11 +322,12 @@ def measure(system, addrs, arrivals, tmp):
     procs = []
     try:
         targets = None
+        replicas = re.fullmatch(r"llamalb-least-([23])r(-indep)?", system)
         if system == "llamalb-least":
             a = start_llamalb("least", addrs, procs)
-        elif system.startswith("llamalb-least-") and system[14] in "23":
+        elif replicas:
             # llamalb-least-2r, -3r (one active, followers), -2r-indep, -3r-indep
-            targets = start_replicas(int(system[14]), not system.endswith("-indep"), addrs,
+            targets = start_replicas(int(replicas.group(1)), replicas.group(2) is None, addrs,
                                      procs)
         elif system == "llamalb-random":
             a = start_llamalb("random", addrs, procs)
@@ -399,9 +406,7 @@ def hop_cost(n, procs):
                         "--model-name", "m", "--slots", "4", "--completion-tokens", "4",
                         "--log-level", "error"])
     procs.append(sim)
-    argv = [os.path.join(BUILD, "llamalb"), "--listen", "127.0.0.1:0", "--admin-listen",
-            "127.0.0.1:0", "--workers", "1", "--access-log", "off", "--health-interval", "0",
-            "--log-level", "warn", "--drain-delay", "0", "--backend", "s=%s" % sa]
+    argv = llamalb_argv("--backend", "s=%s" % sa)
     act, aa, _ = start(argv, want_admin=True)
     procs.append(act)
     fol, fa, _ = start(argv + ["--follow", aa], want_admin=True)
