@@ -177,7 +177,8 @@ for e in exprs:
 ok(len(exprs) >= 20 and len(wanted) >= 30, "the dashboard queries %d expressions over %d series"
    % (len(exprs), len(wanted)))
 for topic, pat in (("traffic", "llamalb_requests_total"), ("errors", "llamalb_local_responses_total"),
-                   ("TTFT", "llamalb_model_ttft_seconds_bucket"), ("tokens", "llamalb_model_completion_tokens_total"), ("queue", "llamalb_queue_length"),
+                   ("TTFT", "llamalb_model_ttft_seconds_bucket"),
+                   ("tokens", "llamalb_model_completion_tokens_total"), ("queue", "llamalb_queue_length"),
                    ("per backend", "llamalb_backend_inflight"), ("per model", "llamalb_model_requests_total")):
     ok(pat in wanted, "the dashboard shows %s (%s)" % (topic, pat))
 
