@@ -67,11 +67,13 @@ static void roll(struct key_usage *u, int64_t now_ms)
 }
 
 /* The count over the last 60 s: this minute's, plus the part of the last
- * minute's that still falls in the window (a sliding-window counter). */
+ * minute's that still falls in the window (a sliding-window counter). The
+ * part is rounded up: rounded down, a key at its limit just before a minute
+ * boundary got one more request just after it. */
 static uint64_t last_minute(uint64_t prev, uint64_t cur, int64_t now_ms)
 {
     uint64_t into = (uint64_t)(now_ms % 60000);
-    return cur + prev * (60000 - into) / 60000;
+    return cur + (prev * (60000 - into) + 59999) / 60000;
 }
 
 static unsigned seconds_left(int64_t now_ms)
