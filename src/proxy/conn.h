@@ -99,7 +99,8 @@ struct exchange {
 
     /* upstream side */
     struct upconn *up;
-    struct backend *be;         /* referenced; in-flight slot held */
+    struct backend *be;         /* referenced; in-flight slot held until slot_done */
+    bool slot_done;             /* the backend answered in full: its slot is back */
     struct backend *tried[REG_MAX_TRIES];
     unsigned ntried;
     unsigned stale_retries;

@@ -141,38 +141,54 @@ static void read_usage(struct exchange *x)
         x->completion_tokens = x->sse_events > 1 ? x->sse_events - 1 : 1;
 }
 
+/* The backend has sent its whole answer: its slot goes back now, before
+ * the last bytes go to the client, so the client's next request (on any
+ * worker) finds the backend free, and a slow reader of the tail does not
+ * hold a generation slot. The pooled connection and the access log wait for
+ * the client (finish_response). */
+static void settle_backend(struct conn *c)
+{
+    struct exchange *x = c->x;
+    read_usage(x);
+    struct reg_outcome o = {.failed = c->status >= 500, .model = x->model, .counted = true,
+                            .sse_events = x->sse_events,
+                            .prompt_tokens = x->prompt_tokens,
+                            .completion_tokens = x->completion_tokens};
+    if (x->t_sent_us != 0 && x->t_first_us >= x->t_sent_us) {
+        o.ttft_us = x->t_first_us - x->t_sent_us;
+        o.events = x->events;
+        if (x->events > 1)
+            o.tbt_us = (x->t_last_us - x->t_first_us) / (x->events - 1);
+    }
+    x->slot_done = true;
+    reg_release(&conn_srv(c)->reg, x->be, &o, conn_now(c));
+}
+
+/* The client has taken the whole answer: record it, give the connection
+ * back to the pool and go on with the next request. */
 static void finish_response(struct conn *c)
 {
     struct server *s = conn_srv(c);
-    struct backend *b = c->x->be;
-    int64_t dur_us = util_now_us() - c->x->t0_us;
-    bool failed = c->status >= 500;
-
-    read_usage(c->x);
-    struct reg_outcome o = {.failed = failed, .model = c->x->model, .counted = true,
-                            .sse_events = c->x->sse_events,
-                            .prompt_tokens = c->x->prompt_tokens,
-                            .completion_tokens = c->x->completion_tokens};
-    if (c->x->t_sent_us != 0 && c->x->t_first_us >= c->x->t_sent_us) {
-        o.ttft_us = c->x->t_first_us - c->x->t_sent_us;
-        o.events = c->x->events;
-        if (c->x->events > 1)
-            o.tbt_us = (c->x->t_last_us - c->x->t_first_us) / (c->x->events - 1);
+    struct exchange *x = c->x;
+    struct backend *b = x->be;
+    struct reg_response rr = {.status = c->status, .bytes = x->bytes_out,
+                              .dur_us = util_now_us() - x->t0_us, .ttfb_us = x->ttfb_us,
+                              .sse_events = x->sse_events};
+    if (x->t_sent_us != 0 && x->t_first_us >= x->t_sent_us) {
+        rr.ttft_us = x->t_first_us - x->t_sent_us;
+        if (x->events > 1)
+            rr.tbt_us = (x->t_last_us - x->t_first_us) / (x->events - 1);
     }
-    struct reg_response rr = {.status = c->status, .bytes = c->x->bytes_out, .dur_us = dur_us,
-                              .ttfb_us = c->x->ttfb_us, .ttft_us = o.ttft_us,
-                              .tbt_us = o.tbt_us, .sse_events = c->x->sse_events};
     reg_record_response(&s->reg, b, &rr);
     atomic_fetch_add(&s->stats.responses[c->status / 100], 1);
     worker_log_access(c, b->spec.name);
 
-    struct upconn *u = c->x->up;
-    c->x->up = NULL;
+    struct upconn *u = x->up;
+    x->up = NULL;
     u->c = NULL;
-    up_release(u, c->x->up_reusable && u->in.len == 0 && !atomic_load(&s->draining));
-    reg_release(&s->reg, b, &o, conn_now(c));
+    up_release(u, x->up_reusable && u->in.len == 0 && !atomic_load(&s->draining));
     backend_unref(b);
-    c->x->be = NULL;
+    x->be = NULL;
     conn_next_request(c);
 }
 
@@ -300,6 +316,8 @@ void relay_run(struct conn *c)
             conn_close(c); /* truncated, never a fake clean end */
             return;
         }
+        if (c->x->resp_done && !c->x->slot_done)
+            settle_backend(c);
         conn_flush(c);
         if (c->closed)
             return;

@@ -287,7 +287,8 @@ void up_drop(struct conn *c, bool failed)
     }
     if (c->x->be != NULL) {
         struct reg_outcome o = {.failed = failed, .model = c->x->model, .counted = failed};
-        reg_release(&conn_srv(c)->reg, c->x->be, &o, conn_now(c));
+        if (!c->x->slot_done)
+            reg_release(&conn_srv(c)->reg, c->x->be, &o, conn_now(c));
         backend_unref(c->x->be);
         c->x->be = NULL;
     }

@@ -5,8 +5,10 @@
  * delimited by the close; a framing error or a backend that dies mid-body
  * cuts the client's stream without a terminator; bytes after a complete
  * message are never forwarded and the connection is not pooled; SSE events
- * are counted whatever the read boundaries. */
+ * are counted whatever the read boundaries. The backend's slot goes back
+ * when its answer is complete, not when a slow client has taken it. */
 #include <errno.h>
+#include <sys/uio.h>
 
 #include "../tap.h"
 #include "proxy_world.h"
@@ -146,6 +148,80 @@ static void test_extra_bytes(struct world *wd)
     close(bfd2);
 }
 
+/* The backend's slot goes back before the client can see the answer's
+ * end: a client that sends its next request the moment it has the answer
+ * (any worker may take it) finds the backend free. Before, the slot came
+ * back after the last write, and a quick client won the race now and then
+ * (session affinity then moved it to another backend). */
+static void test_slot_back_before_the_end(struct world *wd)
+{
+    int cfd = world_client(wd, 0);
+    int bfd = -1, late = 0, n = 300;
+    for (int i = 0; i < n; i++) {
+        WRITE_STR(cfd, "GET /q HTTP/1.1\r\nHost: a\r\n\r\n");
+        if (bfd < 0)
+            bfd = world_backend_accept(wd);
+        backend_read_request(bfd);
+        WRITE_STR(bfd, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ndone");
+        size_t len = 0;
+        if (read_until(cfd, buf, sizeof(buf), &len, "\r\n\r\ndone") < 0)
+            break;
+        if (atomic_load(&wd->be->inflight) != 0)
+            late++;
+    }
+    is_int(late, 0, "after %d answers, the client never saw one before its slot was back", n);
+    close(cfd);
+    close(bfd);
+}
+
+/* The whole answer is in hand but the client reads slowly: the backend is
+ * free at once, the client still gets every byte, and the connection is
+ * pooled after it has. */
+static void test_slow_reader_frees_slot(struct world *wd)
+{
+    static char body[16000]; /* with the head, one upstream read (BUF_CHUNK) */
+    memset(body, 'x', sizeof(body));
+    int cfd = world_client(wd, 1024);
+    WRITE_STR(cfd, "GET /big HTTP/1.1\r\nHost: a\r\n\r\n");
+    int bfd = world_backend_accept(wd);
+    backend_read_request(bfd);
+    char head[128];
+    int hn = snprintf(head, sizeof(head), "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n\r\n",
+                      sizeof(body));
+    struct iovec iov[2] = {{head, (size_t)hn}, {body, sizeof(body)}};
+    ok(writev(bfd, iov, 2) == (ssize_t)(hn + sizeof(body)), "the backend answers in one write");
+    int inflight = -1;
+    for (int i = 0; i < 100 && inflight != 0; i++) {
+        usleep(10000);
+        inflight = (int)atomic_load(&wd->be->inflight);
+    }
+    is_int(inflight, 0, "the backend's slot is back while the client has not read");
+    size_t len = 0;
+    long end = -1;
+    for (int i = 0; i < 300 && end < 0; i++) {
+        char tmp[512];
+        ssize_t r = read(cfd, tmp, sizeof(tmp));
+        if (r <= 0)
+            break;
+        if (len + (size_t)r < sizeof(buf)) {
+            memcpy(buf + len, tmp, (size_t)r);
+            len += (size_t)r;
+        }
+        char *h = memmem(buf, len, "\r\n\r\n", 4);
+        if (h != NULL && (size_t)(buf + len - (h + 4)) == sizeof(body))
+            end = (long)len;
+        usleep(1000);
+    }
+    ok(end > 0, "and the slow client gets all %zu bytes", sizeof(body));
+    WRITE_STR(cfd, "GET /y HTTP/1.1\r\nHost: a\r\n\r\n");
+    ok(backend_read_request(bfd), "the upstream connection is pooled once the client has it all");
+    WRITE_STR(bfd, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+    len = 0;
+    ok(read_until(cfd, buf, sizeof(buf), &len, "\r\n\r\nok") > 0, "and is answered");
+    close(cfd);
+    close(bfd);
+}
+
 int main(void)
 {
     struct world wd;
@@ -157,6 +233,8 @@ int main(void)
     test_cut(&wd, "close");
     test_cut(&wd, "framing");
     test_extra_bytes(&wd);
+    test_slow_reader_frees_slot(&wd);
+    test_slot_back_before_the_end(&wd);
     world_stop(&wd);
     return done_testing();
 }
