@@ -363,7 +363,7 @@ void reg_note_unreachable(struct registry *r, struct backend *b);
 struct reg_response {
     int status;             /* the status relayed, 100-599 */
     uint64_t bytes;         /* response bytes relayed to the client */
-    int64_t dur_us;         /* first request byte to last response byte */
+    int64_t dur_us;         /* first request byte to the backend's last response byte */
     int64_t ttfb_us;        /* to the first response byte */
     int64_t ttft_us;        /* request sent to the first body byte; 0 = none */
     int64_t tbt_us;         /* a stream's mean gap between body reads; 0 = not one */

@@ -141,14 +141,15 @@ static void read_usage(struct exchange *x)
         x->completion_tokens = x->sse_events > 1 ? x->sse_events - 1 : 1;
 }
 
-/* The backend has sent its whole answer: its slot goes back now, before
- * the last bytes go to the client, so the client's next request (on any
- * worker) finds the backend free, and a slow reader of the tail does not
- * hold a generation slot. The pooled connection and the access log wait for
- * the client (finish_response). */
+/* The backend has sent its whole answer: its statistics are recorded and
+ * its slot goes back now, before the last bytes go to the client, so the
+ * client's next request (on any worker) finds the backend free, and a slow
+ * reader of the tail does not hold a generation slot. The pooled connection
+ * and the access log wait for the client (finish_response). */
 static void settle_backend(struct conn *c)
 {
     struct exchange *x = c->x;
+    struct registry *reg = &conn_srv(c)->reg;
     read_usage(x);
     struct reg_outcome o = {.failed = c->status >= 500, .model = x->model, .counted = true,
                             .sse_events = x->sse_events,
@@ -160,34 +161,30 @@ static void settle_backend(struct conn *c)
         if (x->events > 1)
             o.tbt_us = (x->t_last_us - x->t_first_us) / (x->events - 1);
     }
+    /* bytes: those relayed so far and the validated rest, still to go */
+    struct reg_response rr = {.status = c->status, .bytes = x->bytes_out + x->pass,
+                              .dur_us = util_now_us() - x->t0_us, .ttfb_us = x->ttfb_us,
+                              .ttft_us = o.ttft_us, .tbt_us = o.tbt_us,
+                              .sse_events = x->sse_events};
+    reg_record_response(reg, x->be, &rr);
     x->slot_done = true;
-    reg_release(&conn_srv(c)->reg, x->be, &o, conn_now(c));
+    reg_release(reg, x->be, &o, conn_now(c));
 }
 
-/* The client has taken the whole answer: record it, give the connection
- * back to the pool and go on with the next request. */
+/* The client has taken the whole answer: log it, give the connection back
+ * to the pool and go on with the next request. */
 static void finish_response(struct conn *c)
 {
     struct server *s = conn_srv(c);
     struct exchange *x = c->x;
-    struct backend *b = x->be;
-    struct reg_response rr = {.status = c->status, .bytes = x->bytes_out,
-                              .dur_us = util_now_us() - x->t0_us, .ttfb_us = x->ttfb_us,
-                              .sse_events = x->sse_events};
-    if (x->t_sent_us != 0 && x->t_first_us >= x->t_sent_us) {
-        rr.ttft_us = x->t_first_us - x->t_sent_us;
-        if (x->events > 1)
-            rr.tbt_us = (x->t_last_us - x->t_first_us) / (x->events - 1);
-    }
-    reg_record_response(&s->reg, b, &rr);
     atomic_fetch_add(&s->stats.responses[c->status / 100], 1);
-    worker_log_access(c, b->spec.name);
+    worker_log_access(c, x->be->spec.name);
 
     struct upconn *u = x->up;
     x->up = NULL;
     u->c = NULL;
     up_release(u, x->up_reusable && u->in.len == 0 && !atomic_load(&s->draining));
-    backend_unref(b);
+    backend_unref(x->be);
     x->be = NULL;
     conn_next_request(c);
 }

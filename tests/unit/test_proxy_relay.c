@@ -22,6 +22,17 @@ static bool backend_read_request(int bfd)
     return read_until(bfd, buf, sizeof(buf), &len, "\r\n\r\n") > 0;
 }
 
+/* The next request on <cfd> comes to the backend on the same upstream
+ * connection <bfd> (it went back to the pool) and is answered. */
+static void expect_pooled(int cfd, int bfd, const char *why)
+{
+    WRITE_STR(cfd, "GET /v1/y HTTP/1.1\r\nHost: a\r\n\r\n");
+    ok(backend_read_request(bfd), "%s", why);
+    WRITE_STR(bfd, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+    size_t len = 0;
+    ok(read_until(cfd, buf, sizeof(buf), &len, "\r\n\r\nok") > 0, "and is answered");
+}
+
 static void test_count_sse(void)
 {
     static const char ev[] = "data: {\"a\":1}\n\ndata: {\"b\":2}\n\n: comment\n\ndata: [DONE]\n\n";
@@ -59,12 +70,7 @@ static void test_content_length(struct world *wd)
     long end = read_until(cfd, buf, sizeof(buf), &len, "0123456789");
     ok(end > 0 && strstr(buf, "Content-Length: 10\r\n") != NULL,
        "a Content-Length body arrives whole, in two reads");
-    /* the connection went back to the pool: the next request reuses it */
-    WRITE_STR(cfd, "GET /v1/y HTTP/1.1\r\nHost: a\r\n\r\n");
-    ok(backend_read_request(bfd), "the next request comes on the same upstream connection");
-    WRITE_STR(bfd, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
-    len = 0;
-    ok(read_until(cfd, buf, sizeof(buf), &len, "\r\n\r\nok") > 0, "and is answered");
+    expect_pooled(cfd, bfd, "the next request comes on the same upstream connection");
     close(cfd);
     close(bfd);
 }
@@ -174,17 +180,40 @@ static void test_slot_back_before_the_end(struct world *wd)
     close(bfd);
 }
 
+/* The worker's end of client connection <cfd> (the world runs in this
+ * process): the socket whose peer is <cfd>'s local address. */
+static int worker_side(int cfd)
+{
+    struct sockaddr_in me, peer;
+    socklen_t n = sizeof(me);
+    if (getsockname(cfd, (struct sockaddr *)&me, &n) != 0)
+        return -1;
+    for (int fd = 3; fd < 4096; fd++) {
+        n = sizeof(peer);
+        if (fd != cfd && getpeername(fd, (struct sockaddr *)&peer, &n) == 0 &&
+            peer.sin_family == AF_INET && peer.sin_port == me.sin_port &&
+            peer.sin_addr.s_addr == me.sin_addr.s_addr)
+            return fd;
+    }
+    return -1;
+}
+
 /* The whole answer is in hand but the client reads slowly: the backend is
  * free at once, the client still gets every byte, and the connection is
- * pooled after it has. */
+ * pooled after it has. Both socket buffers on the client's path are made
+ * small, so the answer cannot all be written before the client reads. */
 static void test_slow_reader_frees_slot(struct world *wd)
 {
-    static char body[16000]; /* with the head, one upstream read (BUF_CHUNK) */
+    static char body[14000]; /* with the head, one upstream read (BUF_CHUNK) */
     memset(body, 'x', sizeof(body));
+    memcpy(body + sizeof(body) - 4, "END!", 4);
     int cfd = world_client(wd, 1024);
     WRITE_STR(cfd, "GET /big HTTP/1.1\r\nHost: a\r\n\r\n");
     int bfd = world_backend_accept(wd);
     backend_read_request(bfd);
+    int wfd = worker_side(cfd), small = 4096;
+    ok(wfd >= 0 && setsockopt(wfd, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)) == 0,
+       "the worker's end of the client connection gets a small send buffer");
     char head[128];
     int hn = snprintf(head, sizeof(head), "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n\r\n",
                       sizeof(body));
@@ -197,27 +226,11 @@ static void test_slow_reader_frees_slot(struct world *wd)
     }
     is_int(inflight, 0, "the backend's slot is back while the client has not read");
     size_t len = 0;
-    long end = -1;
-    for (int i = 0; i < 300 && end < 0; i++) {
-        char tmp[512];
-        ssize_t r = read(cfd, tmp, sizeof(tmp));
-        if (r <= 0)
-            break;
-        if (len + (size_t)r < sizeof(buf)) {
-            memcpy(buf + len, tmp, (size_t)r);
-            len += (size_t)r;
-        }
-        char *h = memmem(buf, len, "\r\n\r\n", 4);
-        if (h != NULL && (size_t)(buf + len - (h + 4)) == sizeof(body))
-            end = (long)len;
-        usleep(1000);
-    }
-    ok(end > 0, "and the slow client gets all %zu bytes", sizeof(body));
-    WRITE_STR(cfd, "GET /y HTTP/1.1\r\nHost: a\r\n\r\n");
-    ok(backend_read_request(bfd), "the upstream connection is pooled once the client has it all");
-    WRITE_STR(bfd, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
-    len = 0;
-    ok(read_until(cfd, buf, sizeof(buf), &len, "\r\n\r\nok") > 0, "and is answered");
+    long end = read_until(cfd, buf, sizeof(buf), &len, "END!");
+    char *h = memmem(buf, len, "\r\n\r\n", 4);
+    ok(end > 0 && h != NULL && (size_t)(buf + len - (h + 4)) == sizeof(body),
+       "and the slow client gets all %zu bytes", sizeof(body));
+    expect_pooled(cfd, bfd, "the upstream connection is pooled once the client has it all");
     close(cfd);
     close(bfd);
 }
